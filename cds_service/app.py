@@ -1,0 +1,55 @@
+"""The ASGI application: `uvicorn cds_service.app:app`, or `create_app()` in tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Callable
+
+from fastapi import FastAPI
+
+from cds_service import __version__
+from cds_service.cards.content import load_card_content
+from cds_service.clinical import valuesets
+from cds_service.clinical.facts import RuleSettings
+from cds_service.fhir.source import MissingDataFetcher, NoFhirServerFetcher
+from cds_service.protocol.errors import install_error_handlers
+from cds_service.protocol.routes import router
+from cds_service.protocol.service import ServiceRegistry
+from cds_service.services.ms_back_pain import MsBackPainPatientView
+from cds_service.settings import Settings
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def create_app(
+    settings: Settings | None = None,
+    clock: Callable[[], dt.datetime] = utc_now,
+    fetcher: MissingDataFetcher | None = None,
+) -> FastAPI:
+    """Build the app. Tests pass a fixed `clock` and their own `fetcher`."""
+    settings = settings or Settings()
+    logging.getLogger("cds_service").setLevel(settings.log_level.upper())
+    valuesets.warm_up()
+    rules = RuleSettings(settings.lookback_days, settings.recent_mri_days, settings.nsaid_trial_days)
+    smart_app = (settings.smart_app_label, settings.smart_app_url) if settings.smart_app_url else None
+    services = [
+        MsBackPainPatientView(
+            fetcher=fetcher or NoFhirServerFetcher(),
+            clock=clock,
+            card_content=load_card_content(settings.cards_dir),
+            rules=rules,
+            smart_app=smart_app,
+        )
+    ]
+    app = FastAPI(title="MS back pain CDS Hooks service", version=__version__, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.registry = ServiceRegistry(services)
+    install_error_handlers(app)
+    app.include_router(router)
+    return app
+
+
+app = create_app()

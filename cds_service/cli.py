@@ -1,0 +1,23 @@
+"""`cds-service serve`: run the service with uvicorn (no external server needed)."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="cds-service", description="MS back pain CDS Hooks 2.0 service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        uvicorn.run("cds_service.app:app", host=args.host, port=args.port, log_level=args.log_level, timeout_keep_alive=5)
+
+
+if __name__ == "__main__":
+    main()

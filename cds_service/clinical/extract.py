@@ -1,0 +1,60 @@
+"""FHIR resources -> ClinicalFacts: runs each rule module over one patient's resources."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable
+
+from cds_service.clinical.analgesic_response import poor_response_findings
+from cds_service.clinical.back_pain import back_pain_findings
+from cds_service.clinical.cord_features import cord_feature_findings
+from cds_service.clinical.facts import ClinicalFacts, Finding, RuleSettings
+from cds_service.clinical.mechanical_pattern import mechanical_findings
+from cds_service.clinical.multiple_sclerosis import ms_findings
+from cds_service.clinical.red_flags import red_flag_findings
+from cds_service.clinical.spinal_imaging import spinal_mri_studies
+
+
+def _unique(findings: Iterable[Finding]) -> tuple[Finding, ...]:
+    """One finding per (concept, resource): a resource matched twice is still one piece of evidence."""
+    seen: dict[tuple[str, str], Finding] = {}
+    for finding in findings:
+        seen.setdefault((finding.concept, finding.evidence.reference), finding)
+    return tuple(seen.values())
+
+
+def extract_facts(
+    resources: Iterable[Any],
+    now: dt.date,
+    settings: RuleSettings = RuleSettings(),
+    medications_assessed: bool = True,
+) -> ClinicalFacts:
+    """Every fact of RULES.md 1 for one patient; `now` is the date the rules are evaluated at."""
+    by_type: dict[str, list[Any]] = {}
+    for resource in resources:
+        by_type.setdefault(resource.get_resource_type(), []).append(resource)
+    conditions = by_type.get("Condition", [])
+    observations = by_type.get("Observation", [])
+    medications = {f"Medication/{m.id}": m for m in by_type.get("Medication", []) if m.id}
+    medication_uses = by_type.get("MedicationRequest", []) + by_type.get("MedicationStatement", [])
+
+    ms, demyelinating = ms_findings(conditions)
+    back_pain = back_pain_findings(conditions, observations, now, settings.lookback_days)
+    back_pain_resources = list({id(r): r for _, r in back_pain}.values())
+    new_flags, chronic_flags = red_flag_findings(conditions, observations, now, settings.lookback_days)
+    return ClinicalFacts(
+        now=now,
+        multiple_sclerosis=_unique(ms),
+        demyelinating_context=_unique(demyelinating),
+        back_pain=_unique(f for f, _ in back_pain),
+        new_red_flags=_unique(new_flags),
+        chronic_red_flags=_unique(chronic_flags),
+        cord_features=_unique(cord_feature_findings(conditions, observations, ms)),
+        poor_analgesic_response=_unique(
+            poor_response_findings(medication_uses, medications, back_pain_resources, now, settings.nsaid_trial_days)
+        ),
+        mechanical_pattern=_unique(mechanical_findings(back_pain_resources)),
+        spinal_mri=tuple(spinal_mri_studies(by_type.get("ImagingStudy", []))),
+        medications_assessed=medications_assessed,
+        settings=settings,
+    )

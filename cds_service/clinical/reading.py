@@ -1,0 +1,193 @@
+"""Small readers over `fhir.resources` models: codings, texts, dates, statuses, evidence.
+
+They never raise on missing or odd elements: an element that is not there reads as nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any, Iterator
+
+from cds_service.clinical.facts import Evidence
+from cds_service.clinical.text import affirmed_phrase
+from cds_service.clinical.valuesets import Concept, system_name
+
+
+def codeable_concepts(value: Any) -> list[Any]:
+    """A CodeableConcept, a list of them, or None -> a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def codings(concept: Any) -> Iterator[Any]:
+    for cc in codeable_concepts(concept):
+        yield from getattr(cc, "coding", None) or []
+
+
+def texts(concept: Any) -> list[str]:
+    """`text` and coding displays of a CodeableConcept (or a list of them)."""
+    out: list[str] = []
+    for cc in codeable_concepts(concept):
+        if getattr(cc, "text", None):
+            out.append(cc.text)
+        out.extend(c.display for c in getattr(cc, "coding", None) or [] if c.display)
+    return out
+
+
+def note_texts(resource: Any) -> list[str]:
+    return [n.text for n in getattr(resource, "note", None) or [] if getattr(n, "text", None)]
+
+
+def status_code(concept: Any) -> str | None:
+    """The code of a status CodeableConcept (clinicalStatus, verificationStatus)."""
+    for coding in codings(concept):
+        if coding.code:
+            return str(coding.code)
+    return None
+
+
+def to_date(value: Any) -> dt.date | None:
+    """A FHIR date/dateTime (model value or partial-date string) as a calendar date."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        parts = value[:10].split("-")
+        try:
+            year = int(parts[0])
+            month = int(parts[1]) if len(parts) > 1 else 1
+            day = int(parts[2]) if len(parts) > 2 else 1
+            return dt.date(year, month, day)
+        except (ValueError, IndexError):
+            return None
+    return None
+
+
+def first_date(*values: Any) -> dt.date | None:
+    for value in values:
+        date = to_date(value)
+        if date is not None:
+            return date
+    return None
+
+
+def period_start(period: Any) -> Any:
+    return getattr(period, "start", None) if period is not None else None
+
+
+def clinical_date(resource: Any) -> dt.date | None:
+    """When a finding started or was observed: onset, else effective time, else when it was recorded."""
+    rt = resource.get_resource_type()
+    if rt == "Condition":
+        return first_date(resource.onsetDateTime, period_start(resource.onsetPeriod), resource.recordedDate)
+    if rt == "Observation":
+        return first_date(resource.effectiveDateTime, period_start(resource.effectivePeriod), resource.effectiveInstant, resource.issued)
+    if rt == "ImagingStudy":
+        return to_date(resource.started)
+    if rt == "MedicationRequest":
+        return to_date(resource.authoredOn)
+    if rt == "MedicationStatement":
+        return first_date(resource.effectiveDateTime, period_start(resource.effectivePeriod), resource.dateAsserted)
+    if rt in ("ServiceRequest",):
+        return to_date(resource.authoredOn)
+    return None
+
+
+def evidence(resource: Any, matched: str) -> Evidence:
+    return Evidence(
+        resource_type=resource.get_resource_type(),
+        resource_id=getattr(resource, "id", None),
+        matched=matched,
+        date=clinical_date(resource),
+    )
+
+
+def describe_code(system: str | None, code: str, display: str | None) -> str:
+    label = f"{system_name(system)} {code}"
+    return f"{label} {display}" if display else label
+
+
+def match_codes(concept_value: Any, concept: Concept) -> str | None:
+    """A description of the first coding of `concept_value` in `concept`, or None."""
+    for coding in codings(concept_value):
+        if coding.code and concept.match_code(coding.system, coding.code):
+            display = concept.codes.get((coding.system, coding.code)) or coding.display
+            return describe_code(coding.system, coding.code, display)
+    return None
+
+
+def match_concept(concept_value: Any, concept: Concept) -> str | None:
+    """Codes first; text (code.text and displays) only when no coding matches."""
+    by_code = match_codes(concept_value, concept)
+    if by_code:
+        return by_code
+    for text in texts(concept_value):
+        if affirmed_phrase(text, concept.text):
+            return f'text "{text}"'
+    return None
+
+
+
+# --- statuses ---------------------------------------------------------------------------------
+
+_ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
+_NOT_TRUE = {"refuted", "entered-in-error"}
+_USABLE_OBSERVATION = {"final", "amended", "corrected", "preliminary"}
+_NEGATIVE_VALUE = re.compile(r"^\s*(?:no|absent|negative|not present|none|denies|not detected)\b", re.IGNORECASE)
+
+
+def condition_is_erroneous(condition: Any) -> bool:
+    """Refuted or entered in error: never evidence of anything."""
+    return status_code(condition.verificationStatus) in _NOT_TRUE
+
+
+def condition_is_active(condition: Any) -> bool:
+    """clinicalStatus active / recurrence / relapse, or absent; and not refuted or in error."""
+    if condition_is_erroneous(condition):
+        return False
+    clinical = status_code(condition.clinicalStatus)
+    return clinical is None or clinical in _ACTIVE_CLINICAL
+
+
+def observation_is_usable(observation: Any) -> bool:
+    return observation.status in _USABLE_OBSERVATION
+
+
+def observation_is_negative(observation: Any) -> bool:
+    """An observation that records the *absence* of its finding (valueBoolean false, "No", "Absent")."""
+    if observation.valueBoolean is False:
+        return True
+    value_texts = texts(observation.valueCodeableConcept)
+    if observation.valueString:
+        value_texts.append(observation.valueString)
+    return any(_NEGATIVE_VALUE.match(t) for t in value_texts)
+
+
+def within_days(date: dt.date | None, now: dt.date, days: int) -> bool:
+    """True when `date` lies in the `days` before `now` (a date in the future counts as now)."""
+    return date is not None and (now - date).days <= days
+
+
+def observation_value_texts(observation: Any) -> list[str]:
+    out = texts(observation.valueCodeableConcept)
+    if observation.valueString:
+        out.append(observation.valueString)
+    return out
+
+
+def resource_texts(resource: Any) -> list[str]:
+    """Every human-written text of a Condition or Observation that rules may read."""
+    out = texts(resource.code) + note_texts(resource)
+    if resource.get_resource_type() == "Observation":
+        out += observation_value_texts(resource)
+        for component in resource.component or []:
+            out += texts(component.valueCodeableConcept)
+            if component.valueString:
+                out.append(component.valueString)
+    out += texts(getattr(resource, "bodySite", None))
+    return out

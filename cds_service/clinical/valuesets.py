@@ -1,0 +1,128 @@
+"""Value sets: the verified codes (and text phrases) of each clinical concept, loaded once from
+the JSON files in `valuesets/`. Codes are strings, always.
+
+ICD-10 codes (ICD-10-CM, WHO ICD-10, ICD-10-GM) are matched by normalised prefix: uppercase, dot
+removed, so `G35` catches G35, G35.A ... G35.D and G35.x, and `M54` catches every M54 code that is not
+excluded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+CPT = "http://www.ama-assn.org/go/cpt"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+DICOM = "http://dicom.nema.org/resources/ontology/DCM"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+ICD10 = "http://hl7.org/fhir/sid/icd-10"
+
+SYSTEM_NAMES = {SNOMED: "SNOMED CT", LOINC: "LOINC", CPT: "CPT", RXNORM: "RxNorm", DICOM: "DICOM", ICD10CM: "ICD-10-CM", ICD10: "ICD-10"}
+
+
+def is_icd10_system(system: str | None) -> bool:
+    """ICD-10-CM, WHO ICD-10 and national editions (e.g. ICD-10-GM), whose URIs all name icd-10."""
+    if not system:
+        return False
+    lowered = system.lower()
+    return "icd-10" in lowered or "icd10" in lowered
+
+
+def normalise_icd10(code: str) -> str:
+    return code.strip().upper().replace(".", "")
+
+
+def system_name(system: str | None) -> str:
+    if system is None:
+        return "no system"
+    if is_icd10_system(system) and system not in SYSTEM_NAMES:
+        return "ICD-10"
+    return SYSTEM_NAMES.get(system, system)
+
+
+def phrase_pattern(phrases: list[str] | tuple[str, ...]) -> re.Pattern[str] | None:
+    """One case-insensitive regex matching any phrase on word boundaries, longest first."""
+    if not phrases:
+        return None
+    ordered = sorted({p.lower() for p in phrases}, key=len, reverse=True)
+    return re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(p) for p in ordered) + r")(?![\w])", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Concept:
+    """One clinical concept: its verified codes, ICD-10 prefixes and the text phrases that name it."""
+
+    key: str
+    label: str
+    codes: dict[tuple[str, str], str]  # (system, code) -> display
+    icd10_prefixes: tuple[str, ...] = ()
+    icd10_exclude_prefixes: tuple[str, ...] = ()
+    text: re.Pattern[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def match_code(self, system: str | None, code: str | None) -> bool:
+        if not code:
+            return False
+        if system is not None and (system, code) in self.codes:
+            return True
+        if self.icd10_prefixes and is_icd10_system(system):
+            normalised = normalise_icd10(code)
+            return normalised.startswith(self.icd10_prefixes) and not normalised.startswith(self.icd10_exclude_prefixes)
+        return False
+
+
+def _concept(key: str, doc: dict[str, Any]) -> Concept:
+    extra = {k: v for k, v in doc.items() if k not in {"label", "codes", "icd10Prefixes", "icd10ExcludePrefixes", "text"}}
+    return Concept(
+        key=key,
+        label=doc["label"],
+        codes={(c["system"], c["code"]): c.get("display", c["code"]) for c in doc.get("codes", [])},
+        icd10_prefixes=tuple(normalise_icd10(p) for p in doc.get("icd10Prefixes", [])),
+        icd10_exclude_prefixes=tuple(normalise_icd10(p) for p in doc.get("icd10ExcludePrefixes", [])),
+        text=phrase_pattern(doc.get("text", [])),
+        extra=extra,
+    )
+
+
+@cache
+def load(name: str) -> dict[str, Any]:
+    """The raw JSON document of value set `name` (cached: read once per process)."""
+    text = resources.files("cds_service.clinical").joinpath("valuesets", f"{name}.json").read_text("utf-8")
+    return json.loads(text)
+
+
+@cache
+def concepts(name: str) -> dict[str, Concept]:
+    """The concepts of value set `name`, by key."""
+    return {key: _concept(key, doc) for key, doc in load(name).get("concepts", {}).items()}
+
+
+@cache
+def phrases(name: str, element: str) -> re.Pattern[str] | None:
+    """A phrase list stored beside the concepts (e.g. `bilateralText`), as one regex."""
+    return phrase_pattern(load(name).get(element, []))
+
+
+ALL_VALUE_SETS = (
+    "multiple_sclerosis",
+    "back_pain",
+    "observation_codes",
+    "body_sites",
+    "red_flags",
+    "cord_features",
+    "mechanical_pattern",
+    "spinal_mri",
+    "analgesics",
+)
+
+
+def warm_up() -> None:
+    """Load and compile every value set (at start-up, so no request pays for it)."""
+    for name in ALL_VALUE_SETS:
+        concepts(name)

@@ -1,0 +1,130 @@
+"""Read a CDS Hooks `prefetch` object into validated FHIR resources.
+
+A prefetch value may be a searchset Bundle, a single resource, `null`, or an OperationOutcome that
+reports a failed query; the key may also be absent. We record, per key, whether its data can be
+trusted as complete. `null` is treated as *unknown* (some EHRs send it for a query that failed), so
+the caller can fetch it or answer 412 rather than conclude "the patient has nothing".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
+
+from cds_service.fhir.parse import parse_resource
+
+log = logging.getLogger(__name__)
+
+_FAILED_SEVERITIES = {"error", "fatal"}
+
+
+@dataclass
+class PrefetchData:
+    """What the prefetch gave: resources by key, and why any key is unusable."""
+
+    resources: dict[str, list[FHIRAbstractModel]] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)  # key -> reason
+    skipped: Counter[str] = field(default_factory=Counter)  # reason -> count (no PHI)
+
+    def all_resources(self) -> list[FHIRAbstractModel]:
+        return [r for rs in self.resources.values() for r in rs]
+
+
+def _reference_id(reference: Any, resource_type: str) -> str | None:
+    if isinstance(reference, dict):
+        ref = reference.get("reference")
+        if isinstance(ref, str) and ref.startswith(resource_type + "/"):
+            return ref.split("/", 2)[1]
+    return None
+
+
+def _belongs_to_other_patient(raw: dict[str, Any], patient_id: str) -> bool:
+    """True when the resource names a different patient than the one in context."""
+    if raw.get("resourceType") == "Patient":
+        return raw.get("id") not in (None, patient_id)
+    for element in ("subject", "patient"):
+        other = _reference_id(raw.get(element), "Patient")
+        if other is not None and other != patient_id:
+            return True
+    return False
+
+
+def _operation_outcome_failed(raw: dict[str, Any]) -> bool:
+    issues = raw.get("issue")
+    if not isinstance(issues, list):
+        return True  # an OperationOutcome in place of data says the query did not succeed
+    return any(isinstance(i, dict) and i.get("severity") in _FAILED_SEVERITIES for i in issues)
+
+
+def _raw_entries(value: dict[str, Any]) -> tuple[list[Any], str | None]:
+    """The raw resources a prefetch value carries, or a reason it cannot be used."""
+    resource_type = value.get("resourceType")
+    if resource_type == "OperationOutcome":
+        return [], "the EHR reported an error for this query" if _operation_outcome_failed(value) else None
+    if resource_type != "Bundle":
+        return [value], None
+    links = value.get("link")
+    if isinstance(links, list) and any(isinstance(l, dict) and l.get("relation") == "next" for l in links):
+        return [], "paginated: only the first page was sent"
+    entries = value.get("entry") or []
+    if not isinstance(entries, list):
+        return [], "Bundle.entry is not a list"
+    found: list[Any] = []
+    for entry in entries:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
+            if _operation_outcome_failed(resource):
+                return [], "the EHR reported an error for this query"
+            continue
+        if resource is not None:
+            found.append(resource)
+    return found, None
+
+
+def read_prefetch(
+    prefetch: Mapping[str, Any] | None,
+    keys: Iterable[str],
+    patient_id: str,
+    wanted_types: frozenset[str],
+) -> PrefetchData:
+    """Validate the resources of `keys` in `prefetch`; keep only `wanted_types` of this patient."""
+    out = PrefetchData()
+    prefetch = prefetch or {}
+    for key in keys:
+        if key not in prefetch:
+            out.unavailable[key] = "not sent"
+            continue
+        value = prefetch[key]
+        if value is None:
+            out.unavailable[key] = "sent as null"
+            continue
+        if not isinstance(value, dict):
+            out.unavailable[key] = "not a FHIR resource"
+            continue
+        raws, problem = _raw_entries(value)
+        if problem:
+            out.unavailable[key] = problem
+            continue
+        parsed: list[FHIRAbstractModel] = []
+        for raw in raws:
+            if not isinstance(raw, dict) or raw.get("resourceType") not in wanted_types:
+                continue
+            if _belongs_to_other_patient(raw, patient_id):
+                out.skipped["resource of another patient"] += 1
+                continue
+            outcome = parse_resource(raw)
+            if outcome.resource is None:
+                out.skipped[outcome.reason or "unreadable"] += 1
+                continue
+            if outcome.dropped:
+                out.skipped["elements dropped while reading"] += len(outcome.dropped)
+            parsed.append(outcome.resource)
+        out.resources[key] = parsed
+    if out.skipped:
+        # Counts and reasons only: never resource content or identifiers.
+        log.warning("prefetch: skipped or repaired data: %s", dict(out.skipped))
+    return out

@@ -1,0 +1,40 @@
+"""Where patient data comes from: the request's prefetch first, then (for missing keys) a fallback.
+
+The fallback is the seam for reading from the EHR's FHIR server. The default here has no FHIR
+client, so missing data ends in `DataUnavailable`, which the protocol layer answers with 412.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Protocol
+
+
+class DataUnavailable(Exception):
+    """Data the decision needs could not be had (spec: answer 412 Precondition Failed)."""
+
+    def __init__(self, reasons: Mapping[str, str]):
+        self.reasons = dict(reasons)
+        super().__init__("; ".join(f"{k}: {v}" for k, v in self.reasons.items()))
+
+
+class MissingDataFetcher(Protocol):
+    """Fetches prefetch keys the EHR did not (usably) send; returns key -> raw FHIR JSON value."""
+
+    async def fetch(
+        self,
+        queries: Mapping[str, str],
+        fhir_server: str | None,
+        access_token: str | None,
+    ) -> dict[str, Any]: ...
+
+
+class NoFhirServerFetcher:
+    """Reads nothing: missing data stays missing, so the service answers 412."""
+
+    async def fetch(
+        self,
+        queries: Mapping[str, str],
+        fhir_server: str | None,
+        access_token: str | None,
+    ) -> dict[str, Any]:
+        raise DataUnavailable({key: "not in prefetch, and reading the FHIR server is not enabled" for key in queries})

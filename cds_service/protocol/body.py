@@ -1,0 +1,64 @@
+"""Reading a request body safely: a size limit, JSON parsing, a nesting-depth limit.
+
+Too large -> 413; not JSON, not an object, or nested deeper than the limit -> 400. Nothing here can
+hang on a slow or endless body beyond the server's own timeouts: we stop reading at the limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request
+
+from cds_service.protocol.errors import CdsError
+
+
+async def read_limited_body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > max_bytes:
+                raise _too_large(max_bytes)
+        except ValueError:
+            raise CdsError(400, "invalid_request", "Content-Length is not a number.") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(max_bytes: int) -> CdsError:
+    return CdsError(413, "payload_too_large", f"The request body is larger than {max_bytes} bytes.")
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Iterative walk (no recursion) that stops as soon as `limit` nesting levels are passed."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+    return False
+
+
+def parse_json_object(body: bytes, max_depth: int) -> dict[str, Any]:
+    if not body.strip():
+        raise CdsError(400, "invalid_json", "The request body is empty; a JSON object is expected.")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise CdsError(400, "invalid_json", "The request body is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise CdsError(400, "invalid_request", "The request body must be a JSON object.")
+    if _depth_exceeds(value, max_depth):
+        raise CdsError(400, "too_deeply_nested", f"The request body is nested deeper than {max_depth} levels.")
+    return value

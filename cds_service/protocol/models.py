@@ -1,0 +1,197 @@
+"""CDS Hooks 2.0 request, response and discovery models (pydantic v2).
+
+Requests tolerate unknown fields (EHRs send extensions); responses are strict, so a card we build
+that breaks the specification fails in our tests, not in the EHR.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+FHIR_REFERENCE = re.compile(r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
+
+
+class _Tolerant(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- request ----------------------------------------------------------------------------------
+
+
+class FhirAuthorization(_Tolerant):
+    """The OAuth 2.0 bearer token the EHR lends the service for its FHIR server."""
+
+    access_token: SecretStr = Field(min_length=1)
+    token_type: str
+    expires_in: int | None = None
+    scope: str | None = None
+    subject: str | None = None
+    patient: str | None = None
+
+    @field_validator("token_type")
+    @classmethod
+    def _bearer(cls, value: str) -> str:
+        if value.lower() != "bearer":
+            raise ValueError("token_type must be 'Bearer'")
+        return value
+
+
+class CdsRequest(_Tolerant):
+    """The body of a service call (CDS Hooks 2.0 "Calling a CDS Service")."""
+
+    hook: str = Field(min_length=1)
+    hookInstance: str = Field(min_length=1, max_length=200)
+    fhirServer: str | None = None
+    fhirAuthorization: FhirAuthorization | None = None
+    context: dict[str, Any]
+    prefetch: dict[str, Any] | None = None
+
+    @field_validator("fhirServer")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/?#]+", value):
+            raise ValueError("fhirServer must be an absolute http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _server_with_token(self) -> CdsRequest:
+        if self.fhirAuthorization is not None and not self.fhirServer:
+            raise ValueError("fhirServer is required when fhirAuthorization is given")
+        return self
+
+
+def _reference(value: str) -> str:
+    if not FHIR_REFERENCE.match(value):
+        raise ValueError("must be a FHIR reference of the form ResourceType/id")
+    return value
+
+
+def _fhir_id(value: str) -> str:
+    if not FHIR_ID.match(value):
+        raise ValueError("must be a FHIR id (letters, digits, '-' and '.', at most 64)")
+    return value
+
+
+class PatientViewContext(_Tolerant):
+    """Context of the `patient-view` hook."""
+
+    userId: str
+    patientId: str
+    encounterId: str | None = None
+
+    @field_validator("userId")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        return _reference(value)
+
+    @field_validator("patientId")
+    @classmethod
+    def _patient(cls, value: str) -> str:
+        return _fhir_id(value)
+
+    @field_validator("encounterId")
+    @classmethod
+    def _encounter(cls, value: str | None) -> str | None:
+        return None if value is None else _fhir_id(value)
+
+
+# --- response ---------------------------------------------------------------------------------
+
+
+class Coding(_Strict):
+    system: str | None = None
+    code: str = Field(min_length=1)
+    display: str | None = None
+
+
+class Source(_Strict):
+    label: str = Field(min_length=1)
+    url: str | None = None
+    icon: str | None = None
+    topic: Coding | None = None
+
+
+class Action(_Strict):
+    type: Literal["create", "update", "delete"]
+    description: str = Field(min_length=1)
+    resource: dict[str, Any] | None = None
+    resourceId: str | None = None
+
+    @model_validator(mode="after")
+    def _payload(self) -> Action:
+        if self.type in ("create", "update") and not self.resource:
+            raise ValueError(f"a {self.type} action carries a resource")
+        if self.type == "delete" and not self.resourceId:
+            raise ValueError("a delete action names resourceId")
+        return self
+
+
+class Suggestion(_Strict):
+    label: str = Field(min_length=1)
+    uuid: str | None = None
+    isRecommended: bool | None = None
+    actions: list[Action] | None = None
+
+
+class Link(_Strict):
+    label: str = Field(min_length=1)
+    url: str = Field(pattern=r"^https?://")
+    type: Literal["absolute", "smart"]
+    appContext: str | None = None
+    autolaunchable: bool | None = None
+
+
+class Card(_Strict):
+    uuid: str | None = None
+    summary: str = Field(min_length=1, max_length=139)  # the spec: a "<140-character summary"
+    detail: str | None = None
+    indicator: Literal["info", "warning", "critical"]
+    source: Source
+    suggestions: list[Suggestion] | None = None
+    selectionBehavior: Literal["at-most-one", "any"] | None = None
+    overrideReasons: list[Coding] | None = None
+    links: list[Link] | None = None
+
+    @model_validator(mode="after")
+    def _spec_rules(self) -> Card:
+        if self.suggestions and self.selectionBehavior is None:
+            raise ValueError("selectionBehavior is required when suggestions are present")
+        if any(not reason.display for reason in self.overrideReasons or []):
+            raise ValueError("every override reason has a display")
+        return self
+
+
+class CdsResponse(_Strict):
+    cards: list[Card]
+    systemActions: list[Action] | None = None
+
+
+class ServiceDescriptor(_Strict):
+    """One entry of the discovery response."""
+
+    hook: str
+    id: str = Field(pattern=r"^[A-Za-z0-9\-_.]+$")
+    title: str | None = None
+    description: str
+    prefetch: dict[str, str] | None = None
+    usageRequirements: str | None = None
+
+
+class DiscoveryResponse(_Strict):
+    services: list[ServiceDescriptor]
+
+
+class ErrorBody(_Strict):
+    """Every 4xx/5xx answer: a stable machine-readable `error` code and a human `message`."""
+
+    error: str
+    message: str
+    details: list[dict[str, Any]] | None = None

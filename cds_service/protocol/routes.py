@@ -1,0 +1,72 @@
+"""HTTP routes of CDS Hooks 2.0: discovery and service calls. Thin: parse, validate, delegate."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from cds_service.fhir.source import DataUnavailable
+from cds_service.protocol.body import parse_json_object, read_limited_body
+from cds_service.protocol.errors import CdsError, error_response, validation_details
+from cds_service.protocol.models import CdsRequest, DiscoveryResponse
+from cds_service.protocol.service import ServiceRegistry
+
+log = logging.getLogger("cds_service.calls")
+
+router = APIRouter()
+
+
+def _registry(request: Request) -> ServiceRegistry:
+    return request.app.state.registry
+
+
+@router.get("/cds-services", response_model=DiscoveryResponse, response_model_exclude_none=True)
+async def discovery(request: Request) -> DiscoveryResponse:
+    return DiscoveryResponse(services=_registry(request).descriptors())
+
+
+@router.post("/cds-services/{service_id}")
+async def call_service(service_id: str, request: Request) -> Response:
+    started = time.perf_counter()
+    service = _registry(request).get(service_id)
+    if service is None:
+        raise CdsError(404, "unknown_service", f"No CDS service with id {service_id[:80]!r}.")
+    limits = request.app.state.settings
+    body = parse_json_object(await read_limited_body(request, limits.max_body_bytes), limits.max_json_depth)
+    try:
+        cds_request = CdsRequest.model_validate(body)
+    except ValidationError as exc:
+        raise CdsError(400, "invalid_request", "The request is not a valid CDS Hooks request.", validation_details(exc)) from None
+    if cds_request.hook != service.descriptor.hook:
+        raise CdsError(
+            400,
+            "wrong_hook",
+            f"Service {service_id!r} answers the {service.descriptor.hook!r} hook, not {cds_request.hook[:60]!r}.",
+        )
+    try:
+        context = service.context_model.model_validate(cds_request.context)
+    except ValidationError as exc:
+        details = [{**d, "loc": ["context", *d["loc"]]} for d in validation_details(exc)]
+        raise CdsError(400, "invalid_context", f"The {service.descriptor.hook} context is not valid.", details) from None
+
+    try:
+        response = await service.handle(cds_request, context)
+    except DataUnavailable as exc:
+        log.info("call service=%s outcome=412 duration_ms=%.1f", service_id, (time.perf_counter() - started) * 1000)
+        return error_response(
+            412,
+            "precondition_failed",
+            "Data this service needs was not in the prefetch and could not be read from the FHIR server.",
+            [{"prefetchKey": key, "reason": reason} for key, reason in exc.reasons.items()],
+        )
+    log.info(
+        "call service=%s outcome=200 cards=%d duration_ms=%.1f",
+        service_id,
+        len(response.cards),
+        (time.perf_counter() - started) * 1000,
+    )
+    return JSONResponse(response.model_dump(mode="json", exclude_none=True))

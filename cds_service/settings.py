@@ -1,0 +1,29 @@
+"""All configuration, from the environment (prefix `CDS_`), in one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CDS_", env_file=None, extra="ignore")
+
+    # Request limits: a CDS Hooks body with 10,000 prefetched resources is ~10-15 MB.
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    max_json_depth: int = Field(default=64, ge=8, le=512)
+
+    # Clinical windows (RULES.md defaults).
+    lookback_days: int = Field(default=90, ge=1)
+    recent_mri_days: int = Field(default=90, ge=1)
+    nsaid_trial_days: int = Field(default=14, ge=1)
+
+    # Card content: the reviewed wording in the repository's cards/ folder (or the copy in the wheel).
+    cards_dir: Path | None = None
+    # Optional SMART app to link from the card (e.g. an MS pain assessment app); none by default.
+    smart_app_url: str | None = None
+    smart_app_label: str = "Open MS pain assessment"
+
+    log_level: str = "INFO"

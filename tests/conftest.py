@@ -1,0 +1,32 @@
+"""Shared test set-up: a fixed "now", the app under test, and the fixture patients."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cds_service.app import create_app
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "fixtures" / "patient-view"
+SHARED = ROOT.parent / "shared"
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)
+SERVICE_URL = "/cds-services/ms-back-pain-patient-view"
+
+
+def expected_outcomes() -> dict[str, dict[str, Any]]:
+    return json.loads((FIXTURES / "expected.json").read_text())
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def client() -> TestClient:
+    return TestClient(create_app(clock=lambda: NOW))

@@ -1,0 +1,111 @@
+"""Every clinical situation of RULES.md, as a fixture patient, decided exactly as expected.
+
+Each fixture in fixtures/patient-view/ is the request an EHR would send; expected.json says, for each,
+the card level, whether the spinal-MRI suggestion is made (and recommended), and the evidence of
+every fact. The decision is checked twice: in the pure clinical core, and through HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cds_service.clinical.decision import Level, decide
+from cds_service.clinical.extract import extract_facts
+from cds_service.fhir.prefetch import read_prefetch
+from cds_service.services.ms_back_pain import WANTED_TYPES, prefetch_templates
+from tests.cds_hooks_rules import check_response
+from tests.conftest import NOW, SERVICE_URL, expected_outcomes, load_fixture
+
+EXPECTED = expected_outcomes()
+CARD_SCENARIOS = sorted(name for name, e in EXPECTED.items() if "http_status" not in e)
+INDICATOR = {"urgent": "critical", "cord-features": "warning", "baseline": "info"}
+
+
+def _facts(name: str):
+    request = load_fixture(name)
+    data = read_prefetch(request["prefetch"], prefetch_templates(), request["context"]["patientId"], WANTED_TYPES)
+    return extract_facts(data.all_resources(), NOW.date())
+
+
+def _references(findings: Any) -> set[str]:
+    return {f.evidence.reference for f in findings}
+
+
+def test_there_is_a_fixture_for_every_situation() -> None:
+    levels = {e.get("level") for e in EXPECTED.values()}
+    assert {"urgent", "cord-features", "baseline", "none"} <= levels
+    assert len(EXPECTED) >= 15
+    assert sum(1 for e in EXPECTED.values() if e.get("level") == "none") >= 6
+
+
+@pytest.mark.parametrize("name", CARD_SCENARIOS)
+def test_facts_and_decision(name: str) -> None:
+    expected = EXPECTED[name]
+    facts = _facts(name)
+    evidence = expected["evidence"]
+    assert _references(facts.multiple_sclerosis) == set(evidence["ms"])
+    assert _references(facts.back_pain) == set(evidence["back_pain"])
+    if expected["level"] != "none":
+        assert _references(facts.new_red_flags) == set(evidence["new_red_flags"])
+        assert _references(facts.chronic_red_flags) == set(evidence["chronic_red_flags"])
+        assert _references(facts.cord_features) == set(evidence["cord_features"])
+        assert _references(facts.poor_analgesic_response) == set(evidence["poor_analgesic_response"])
+        assert _references(facts.mechanical_pattern) == set(evidence["mechanical_pattern"])
+        recent = {s.evidence.reference for s in facts.spinal_mri if s.covers_cord and (NOW.date() - s.evidence.date).days <= 90}
+        assert recent == set(evidence["recent_spinal_mri"])
+
+    decision = decide(facts)
+    assert decision.level is Level(expected["level"])
+    if expected["level"] == "none":
+        return
+    assert decision.consider_dual_causes is expected["dual_causes"]
+    assert decision.mri is not None and decision.mri.suggest is expected["mri_suggestion"]
+    if expected["mri_suggestion"]:
+        assert decision.mri.recommended is expected["mri_recommended"]
+
+
+@pytest.mark.parametrize("name", CARD_SCENARIOS)
+def test_card_over_http(client, name: str) -> None:
+    expected = EXPECTED[name]
+    response = client.post(SERVICE_URL, json=load_fixture(name))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    check_response(body)
+    if expected["level"] == "none":
+        assert body == {"cards": []}
+        return
+    (card,) = body["cards"]
+    assert card["indicator"] == INDICATOR[expected["level"]]
+    detail = card["detail"]
+    for refs in expected["evidence"].values():
+        for ref in refs:
+            assert ref in detail, f"the detail names its evidence {ref}"
+    assert ("Consider dual causes" in detail) is expected["dual_causes"]
+    suggestions = card.get("suggestions") or []
+    assert bool(suggestions) is expected["mri_suggestion"]
+    if suggestions:
+        (suggestion,) = suggestions
+        assert suggestion["isRecommended"] is expected["mri_recommended"]
+        assert suggestion["label"] == "Order MRI cervical and thoracic spine without and with contrast"
+        codes = [a["resource"]["code"]["coding"][0]["code"] for a in suggestion["actions"]]
+        assert codes == ["24937-5", "24981-3"]
+        for action in suggestion["actions"]:
+            order = action["resource"]
+            assert action["type"] == "create"
+            assert (order["status"], order["intent"]) == ("draft", "proposal")
+            assert order["subject"]["reference"] == "Patient/" + load_fixture(name)["context"]["patientId"]
+            assert order["requester"] == {"reference": "Practitioner/example-neurologist"}
+            reasons = {r["reference"] for r in order["reasonReference"]}
+            assert set(expected["evidence"]["ms"]) <= reasons and set(expected["evidence"]["back_pain"]) <= reasons
+    else:
+        for ref in expected["evidence"]["recent_spinal_mri"]:
+            assert "Review the recent MRI" in detail and ref in detail
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in EXPECTED.items() if "http_status" in e))
+def test_precondition_scenarios(client, name: str) -> None:
+    response = client.post(SERVICE_URL, json=load_fixture(name))
+    assert response.status_code == EXPECTED[name]["http_status"]
+    assert response.json()["error"] == "precondition_failed"
