@@ -43,6 +43,11 @@ def _finding_line(title: str, finding: Finding, bilateral_word: str) -> str:
     return f"- **{_md(title)}**{extra}: {_md(ev.matched)}; {ev.reference}, {_date(ev.date)}"
 
 
+def _title(group: str, label: str) -> str:
+    """"New red flag: Urinary urgency"; just "Multiple sclerosis" when the two say the same."""
+    return group if group.lower().startswith(label.lower()) else f"{group}: {label}"
+
+
 def _mri_line(label: str, study: SpinalMri) -> str:
     return f"- **{label}**: {_md(study.evidence.matched)}; {study.evidence.reference}, {_date(study.evidence.date)}"
 
@@ -62,7 +67,7 @@ def _detail(decision: Decision, content: dict[str, Any], settings_days: int) -> 
         ("mechanical_pattern", facts.mechanical_pattern),
     )
     for key, findings in groups:
-        lines += [_finding_line(f"{labels[key]}: {f.label}", f, bilateral) for f in findings]
+        lines += [_finding_line(_title(labels[key], f.label), f, bilateral) for f in findings]
     lines += [_mri_line(labels["spinal_mri"], s) for s in facts.spinal_mri]
 
     if facts.chronic_red_flags:

@@ -1,0 +1,82 @@
+"""Every code the service matches or emits is a verified code from ../shared/clinical.
+
+A wrong code is a patient-safety defect: this test fails if a value set gains a code that the
+terminology reference does not mark VERIFIED (two WEAK LOINC codes are allowed because RULES.md names
+them explicitly; clinically isolated syndrome is allowed only as a "not MS" marker).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cds_service.clinical import valuesets
+from tests.conftest import SHARED
+
+SOURCES = SHARED / "clinical" / "terminology-sources.json"
+ALLOWED_NON_VERIFIED = {
+    ("http://loinc.org", "8661-1"),  # chief complaint: named in RULES.md 1
+    ("http://loinc.org", "38204-4"),  # pain primary location: named in RULES.md 1
+    ("http://snomed.info/sct", "445967004"),  # CIS: recognised only to say "not MS"
+}
+
+
+def _all_codes() -> list[tuple[str, str, str]]:
+    out = []
+    for name in valuesets.ALL_VALUE_SETS:
+        doc = valuesets.load(name)
+        for key, concept in doc.get("concepts", {}).items():
+            out += [(f"{name}.{key}", c["system"], c["code"]) for c in concept.get("codes", [])]
+        out += [(f"{name}.procedures", p["system"], p["code"]) for p in doc.get("procedures", [])]
+        out += [(f"{name}.modality", c["system"], c["code"]) for c in doc.get("modality", [])]
+        for region, codes in doc.get("orderable", {}).items():
+            out += [(f"{name}.orderable.{region}", c["system"], c["code"]) for c in codes]
+    return out
+
+
+@pytest.fixture(scope="module")
+def verified() -> dict[tuple[str, str], str]:
+    if not SOURCES.is_file():
+        pytest.fail(f"{SOURCES} is missing: the terminology reference must sit beside the repository")
+    return {(e["system"], e["code"]): e["status"] for e in json.loads(SOURCES.read_text())}
+
+
+def test_every_code_is_verified(verified: dict[tuple[str, str], str]) -> None:
+    codes = _all_codes()
+    assert len(codes) > 200
+    bad = [
+        (where, system, code, verified.get((system, code), "absent"))
+        for where, system, code in codes
+        if (system, code) not in ALLOWED_NON_VERIFIED and verified.get((system, code)) != "VERIFIED"
+    ]
+    assert bad == []
+
+
+def test_codes_are_strings_and_the_known_traps_are_absent() -> None:
+    codes = _all_codes()
+    assert all(isinstance(code, str) for _, _, code in codes)
+    present = {code for _, _, code in codes}
+    # TERMINOLOGY.md 8: codes seen mislabelled in public repos, and unverified ones.
+    for trap in ("46241-6", "89261-2", "241570006", "241635003", "450451004", "246578001", "1292", "57258", "21949", "37822005"):
+        assert trap not in present
+
+
+def test_icd10_prefix_matching_covers_fy2026_and_other_editions() -> None:
+    ms = valuesets.concepts("multiple_sclerosis")["multiple_sclerosis"]
+    for system, code in [
+        (valuesets.ICD10CM, "G35"),
+        (valuesets.ICD10CM, "G35.A"),
+        (valuesets.ICD10CM, "G35.B2"),
+        (valuesets.ICD10CM, "g35.c1"),
+        (valuesets.ICD10CM, "G35D"),
+        (valuesets.ICD10, "G35"),
+        ("http://fhir.de/CodeSystem/bfarm/icd-10-gm", "G35.10"),
+    ]:
+        assert ms.match_code(system, code), (system, code)
+    assert not ms.match_code(valuesets.ICD10CM, "G37.9")
+    assert not ms.match_code(valuesets.SNOMED, "G35")  # a prefix applies to ICD-10 systems only
+    back = valuesets.concepts("back_pain")["back_pain"]
+    assert back.match_code(valuesets.ICD10CM, "M54.50") and back.match_code(valuesets.ICD10, "M54.5")
+    assert not back.match_code(valuesets.ICD10CM, "M54.81")  # occipital neuralgia
+    assert not back.match_code(valuesets.ICD10CM, "M54.02")  # panniculitis
