@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from typing import Callable
+from typing import AsyncIterator, Callable
+
+import httpx
 
 from fastapi import FastAPI
 
@@ -12,6 +15,7 @@ from cds_service import __version__
 from cds_service.cards.content import load_card_content
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import RuleSettings
+from cds_service.fhir.client import FhirSearchClient
 from cds_service.fhir.source import MissingDataFetcher, NoFhirServerFetcher
 from cds_service.protocol.errors import install_error_handlers
 from cds_service.protocol.routes import router
@@ -35,6 +39,18 @@ def create_app(
     valuesets.warm_up()
     rules = RuleSettings(settings.lookback_days, settings.recent_mri_days, settings.nsaid_trial_days)
     smart_app = (settings.smart_app_label, settings.smart_app_url) if settings.smart_app_url else None
+    http: httpx.AsyncClient | None = None
+    if fetcher is None and settings.fhir_server_allowlist:
+        # One client per process: connections to the EHR are reused across calls.
+        http = httpx.AsyncClient(timeout=httpx.Timeout(settings.fhir_deadline_seconds), limits=httpx.Limits(max_connections=50))
+        fetcher = FhirSearchClient(http, settings.fhir_server_allowlist, settings.fhir_deadline_seconds, settings.fhir_max_resources)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if http is not None:
+            await http.aclose()
+
     services = [
         MsBackPainPatientView(
             fetcher=fetcher or NoFhirServerFetcher(),
@@ -44,7 +60,7 @@ def create_app(
             smart_app=smart_app,
         )
     ]
-    app = FastAPI(title="MS back pain CDS Hooks service", version=__version__, docs_url=None, redoc_url=None)
+    app = FastAPI(title="MS back pain CDS Hooks service", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = ServiceRegistry(services)
     install_error_handlers(app)

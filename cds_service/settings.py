@@ -26,4 +26,11 @@ class Settings(BaseSettings):
     smart_app_url: str | None = None
     smart_app_label: str = "Open MS pain assessment"
 
+    # Reading missing prefetch from the EHR's FHIR server: only servers listed here (base URLs, or bare
+    # host names) ever receive a request or a token. Empty: never read, answer 412 instead.
+    # Example: CDS_FHIR_SERVER_ALLOWLIST='["https://ehr.example.org/fhir"]'
+    fhir_server_allowlist: list[str] = Field(default_factory=list)
+    fhir_deadline_seconds: float = Field(default=1.5, gt=0, le=30)
+    fhir_max_resources: int = Field(default=5000, gt=0)
+
     log_level: str = "INFO"

@@ -17,6 +17,10 @@ class DataUnavailable(Exception):
         super().__init__("; ".join(f"{k}: {v}" for k, v in self.reasons.items()))
 
 
+class ServerNotAllowed(Exception):
+    """The request names a FHIR server that is not on the allowlist: nothing is sent to it."""
+
+
 class MissingDataFetcher(Protocol):
     """Fetches prefetch keys the EHR did not (usably) send; returns key -> raw FHIR JSON value."""
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from cds_service.fhir.source import DataUnavailable
+from cds_service.fhir.source import DataUnavailable, ServerNotAllowed
 from cds_service.protocol.body import parse_json_object, read_limited_body
 from cds_service.protocol.errors import CdsError, error_response, validation_details
 from cds_service.protocol.models import CdsRequest, DiscoveryResponse
@@ -55,6 +55,12 @@ async def call_service(service_id: str, request: Request) -> Response:
 
     try:
         response = await service.handle(cds_request, context)
+    except ServerNotAllowed:
+        raise CdsError(
+            403,
+            "fhir_server_not_allowed",
+            "Prefetch is incomplete and the request's fhirServer is not one this service may contact.",
+        ) from None
     except DataUnavailable as exc:
         log.info("call service=%s outcome=412 duration_ms=%.1f", service_id, (time.perf_counter() - started) * 1000)
         return error_response(

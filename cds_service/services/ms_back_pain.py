@@ -92,7 +92,7 @@ class MsBackPainPatientView:
         try:
             fetched = await self._fetcher.fetch(queries, request.fhirServer, token)
         except DataUnavailable as exc:
-            raise DataUnavailable({k: f"{data.unavailable[k]}; {exc.reasons.get(k, 'could not be read')}" for k in missing}) from None
+            raise DataUnavailable({k: f"{data.unavailable[k]}; {exc.reasons.get(k, 'not read')}" for k in missing}) from None
         again = read_prefetch(fetched, missing, patient_id, WANTED_TYPES)
         if again.unavailable:
             raise DataUnavailable(again.unavailable)

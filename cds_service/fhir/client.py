@@ -1,0 +1,134 @@
+"""Reads missing prefetch data from the EHR's FHIR server (FHIR R4 REST search over httpx).
+
+* The same searches as the prefetch templates, run concurrently, under one overall deadline.
+* Bundle `next` links are followed up to a page and resource cap; a link that leaves the server's
+  base URL, or repeats, ends that search as a failure (never sends the token elsewhere).
+* The bearer token from `fhirAuthorization` is sent only to the request's own `fhirServer`, and only
+  when that server is on the configured allowlist. Nothing here logs tokens, URLs with patient ids,
+  or resource content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Mapping
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import orjson
+
+from cds_service.fhir.source import DataUnavailable, ServerNotAllowed
+
+log = logging.getLogger(__name__)
+
+FHIR_JSON = "application/fhir+json"
+
+
+def normalise_base(url: str) -> str:
+    return url.rstrip("/") + "/"
+
+
+class FhirSearchClient:
+    """A `MissingDataFetcher` that searches the EHR's FHIR server."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        allowed_servers: list[str],
+        deadline_seconds: float = 1.5,
+        max_resources: int = 5000,
+        max_pages: int = 20,
+    ):
+        self._http = http
+        self._allowed = [normalise_base(s) for s in allowed_servers if "://" in s]
+        self._allowed_hosts = {s.lower() for s in allowed_servers if "://" not in s}
+        self._deadline = deadline_seconds
+        self._max_resources = max_resources
+        self._max_pages = max_pages
+
+    def is_allowed(self, fhir_server: str) -> bool:
+        base = normalise_base(fhir_server)
+        parts = urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+            return False
+        return base in self._allowed or parts.hostname.lower() in self._allowed_hosts
+
+    async def fetch(self, queries: Mapping[str, str], fhir_server: str | None, access_token: str | None) -> dict[str, Any]:
+        if not fhir_server:
+            raise DataUnavailable({k: "no fhirServer in the request" for k in queries})
+        if not self.is_allowed(fhir_server):
+            raise ServerNotAllowed()
+        base = normalise_base(fhir_server)
+        headers = {"Accept": FHIR_JSON}
+        if access_token:
+            headers["Authorization"] = f"Bearer {access_token}"
+        tasks = {key: asyncio.create_task(self._search(base, query, headers)) for key, query in queries.items()}
+        done, pending = await asyncio.wait(tasks.values(), timeout=self._deadline)
+        for task in pending:
+            task.cancel()
+        results: dict[str, Any] = {}
+        failures: dict[str, str] = {}
+        for key, task in tasks.items():
+            if task in pending:
+                failures[key] = f"the FHIR server did not answer within {self._deadline:g} s"
+            elif task.exception() is not None:
+                exc = task.exception()
+                failures[key] = str(exc) if isinstance(exc, _SearchFailed) else f"FHIR read failed ({type(exc).__name__})"
+            else:
+                results[key] = task.result()
+        if failures:
+            log.warning("fhir: %d of %d searches failed: %s", len(failures), len(queries), sorted(set(failures.values())))
+            raise DataUnavailable(failures)
+        return results
+
+    async def _search(self, base: str, query: str, headers: dict[str, str]) -> dict[str, Any]:
+        url: str | None = urljoin(base, query)
+        seen: set[str] = set()
+        entries: list[Any] = []
+        pages = 0
+        while url is not None:
+            if url in seen:
+                raise _SearchFailed("paging looped back to a page already read")
+            if not url.startswith(base):
+                raise _SearchFailed("a paging link pointed outside the FHIR server")
+            if pages >= self._max_pages or len(entries) > self._max_resources:
+                raise _SearchFailed("more results than the service reads (page or resource cap)")
+            seen.add(url)
+            pages += 1
+            bundle = await self._get(url, headers, single=not query.count("?"))
+            if bundle.get("resourceType") != "Bundle":
+                return bundle  # a read (e.g. Patient/123) returns the resource itself
+            entries += [e for e in bundle.get("entry") or [] if isinstance(e, dict)]
+            url = next(
+                (l.get("url") for l in bundle.get("link") or [] if isinstance(l, dict) and l.get("relation") == "next"),
+                None,
+            )
+        return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
+
+    async def _get(self, url: str, headers: dict[str, str], single: bool) -> dict[str, Any]:
+        try:
+            response = await self._http.get(url, headers=headers, follow_redirects=False)
+        except httpx.TimeoutException:
+            raise _SearchFailed("the FHIR server timed out") from None
+        except httpx.HTTPError as exc:
+            raise _SearchFailed(f"could not reach the FHIR server ({type(exc).__name__})") from None
+        if response.status_code in (401, 403):
+            raise _SearchFailed(f"the FHIR server refused the access token (HTTP {response.status_code})")
+        if response.status_code != 200:
+            raise _SearchFailed(f"the FHIR server answered HTTP {response.status_code}")
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise _SearchFailed("the FHIR server's answer is not JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+            raise _SearchFailed("the FHIR server's answer is not a FHIR resource")
+        if body["resourceType"] == "OperationOutcome":
+            raise _SearchFailed("the FHIR server answered with an OperationOutcome")
+        if not single and body["resourceType"] != "Bundle":
+            raise _SearchFailed("the FHIR server's search answer is not a Bundle")
+        return body
+
+
+class _SearchFailed(Exception):
+    """One search could not be completed; the message is safe to show (no PHI, no token)."""
