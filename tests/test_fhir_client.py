@@ -201,3 +201,24 @@ def test_searches_run_concurrently(app_client: TestClient) -> None:
         response = app_client.post(SERVICE_URL, json=_request(without=("observations", "imagingStudies")))
     assert response.status_code == 200
     assert in_flight["max"] == 2
+
+
+def test_a_failed_optional_search_does_not_discard_the_others(app_client: TestClient) -> None:
+    with respx.mock(assert_all_called=False) as router:
+        _serve_fixture(router)
+        router.get(url__startswith=f"{BASE}/MedicationStatement?").mock(return_value=httpx.Response(400))
+        response = app_client.post(SERVICE_URL, json=_request())
+    assert response.status_code == 200, response.text
+    assert response.json()["cards"][0]["indicator"] == "critical"
+
+
+def test_without_ms_a_failed_observation_search_still_gives_no_card(app_client: TestClient) -> None:
+    body = copy.deepcopy(load_fixture("no-card-back-pain-without-ms"))
+    body["prefetch"] = {}
+    body["fhirAuthorization"] = _request()["fhirAuthorization"]
+    conditions = load_fixture("no-card-back-pain-without-ms")["prefetch"]["conditions"]
+    with respx.mock(assert_all_called=False) as router:
+        router.get(url__startswith=f"{BASE}/Condition?").mock(return_value=httpx.Response(200, json=conditions))
+        router.route().mock(return_value=httpx.Response(503))
+        response = app_client.post(SERVICE_URL, json=body)
+    assert response.status_code == 200 and response.json() == {"cards": []}

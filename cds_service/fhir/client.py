@@ -79,7 +79,7 @@ class FhirSearchClient:
                 results[key] = task.result()
         if failures:
             log.warning("fhir: %d of %d searches failed: %s", len(failures), len(queries), sorted(set(failures.values())))
-            raise DataUnavailable(failures)
+            raise DataUnavailable(failures, partial=results)
         return results
 
     async def _search(self, base: str, query: str, headers: dict[str, str]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ class PrefetchData:
     resources: dict[str, list[FHIRAbstractModel]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)  # key -> reason
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> count (no PHI)
+    fetch_attempted: set[str] = field(default_factory=set)  # keys already asked of the FHIR server
 
     def all_resources(self) -> list[FHIRAbstractModel]:
         return [r for rs in self.resources.values() for r in rs]

@@ -12,8 +12,9 @@ from typing import Any, Mapping, Protocol
 class DataUnavailable(Exception):
     """Data the decision needs could not be had (spec: answer 412 Precondition Failed)."""
 
-    def __init__(self, reasons: Mapping[str, str]):
+    def __init__(self, reasons: Mapping[str, str], partial: Mapping[str, Any] | None = None):
         self.reasons = dict(reasons)
+        self.partial = dict(partial or {})  # what a fetcher did read before others failed
         super().__init__("; ".join(f"{k}: {v}" for k, v in self.reasons.items()))
 
 

@@ -82,23 +82,36 @@ class MsBackPainPatientView:
         self._fetcher, self._clock, self._content = fetcher, clock, card_content
         self._rules, self._smart_app = rules, smart_app
 
-    async def _require(self, data: PrefetchData, keys: tuple[str, ...], request: CdsRequest, patient_id: str) -> None:
-        """Make sure `keys` are usable: fetch what the prefetch lacked, else raise DataUnavailable."""
-        missing = [k for k in keys if k in data.unavailable]
+    async def _fetch_missing(self, data: PrefetchData, keys: tuple[str, ...], request: CdsRequest, patient_id: str) -> None:
+        """Read the unusable ones of `keys` from the FHIR server, all at once; failures stay unavailable."""
+        missing = [k for k in keys if k in data.unavailable and k not in data.fetch_attempted]
         if not missing:
             return
+        data.fetch_attempted.update(missing)
         queries = {k: self.templates[k].replace("{{context.patientId}}", patient_id) for k in missing}
         token = request.fhirAuthorization.access_token.get_secret_value() if request.fhirAuthorization else None
+        failures: dict[str, str] = {}
         try:
             fetched = await self._fetcher.fetch(queries, request.fhirServer, token)
         except DataUnavailable as exc:
-            raise DataUnavailable({k: f"{data.unavailable[k]}; {exc.reasons.get(k, 'not read')}" for k in missing}) from None
-        again = read_prefetch(fetched, missing, patient_id, WANTED_TYPES)
-        if again.unavailable:
-            raise DataUnavailable(again.unavailable)
-        for key in missing:
-            data.resources[key] = again.resources[key]
-            del data.unavailable[key]
+            fetched, failures = exc.partial, exc.reasons
+        for key, reason in failures.items():
+            data.unavailable[key] = f"{data.unavailable[key]}; {reason}"
+        readable = [k for k in missing if k in fetched]
+        again = read_prefetch(fetched, readable, patient_id, WANTED_TYPES)
+        for key in readable:
+            if key in again.unavailable:
+                data.unavailable[key] = f"{data.unavailable[key]}; from the FHIR server: {again.unavailable[key]}"
+            else:
+                data.resources[key] = again.resources[key]
+                del data.unavailable[key]
+
+    async def _require(self, data: PrefetchData, keys: tuple[str, ...], request: CdsRequest, patient_id: str) -> None:
+        """Make sure `keys` are usable (fetching them if needed), else raise DataUnavailable (412)."""
+        await self._fetch_missing(data, keys, request, patient_id)
+        unavailable = {k: data.unavailable[k] for k in keys if k in data.unavailable}
+        if unavailable:
+            raise DataUnavailable(unavailable)
 
     async def handle(self, request: CdsRequest, context: BaseModel) -> CdsResponse:
         assert isinstance(context, PatientViewContext)
@@ -106,18 +119,17 @@ class MsBackPainPatientView:
         now = self._clock()
         data = read_prefetch(request.prefetch, self.templates.keys(), patient_id, WANTED_TYPES)
 
+        if "conditions" in data.unavailable:
+            # Nothing can be decided without Conditions: read every missing key in one concurrent
+            # round trip rather than one stage after another (the EHR's time budget is ~500 ms).
+            await self._fetch_missing(data, REQUIRED_ALWAYS + REQUIRED_WITH_MS + OPTIONAL, request, patient_id)
         await self._require(data, REQUIRED_ALWAYS, request, patient_id)
         ms, _ = ms_findings(data.resources["conditions"])
         if not ms:
             return CdsResponse(cards=[])
+        await self._fetch_missing(data, REQUIRED_WITH_MS + OPTIONAL, request, patient_id)
         await self._require(data, REQUIRED_WITH_MS, request, patient_id)
-        unavailable_optional: set[str] = set()
-        for key in OPTIONAL:
-            try:
-                await self._require(data, (key,), request, patient_id)
-            except DataUnavailable:
-                unavailable_optional.add(key)
-        medications_assessed = "medications" not in unavailable_optional  # statements only supplement it
+        medications_assessed = "medications" not in data.unavailable  # statements only supplement it
 
         facts = extract_facts(data.all_resources(), now.date(), self._rules, medications_assessed)
         decision = decide(facts)

@@ -1,0 +1,256 @@
+"""Integration: the FHIR-server fallback against a real FHIR R4 server on loopback.
+
+The server is Medplum's FhirRouter + MemoryRepository (npm, see integration/medplum/), wrapped in a
+small Node HTTP server that adds Bundle paging links. Set FHIR_BASE_URL to use another server (it must
+accept PUT Type/id with client ids). Without integration/medplum/node_modules the tests are skipped,
+unless CI=true, where a server that cannot start is a failure.
+
+For each fixture: the resources of its prefetch are loaded into the server, then the same request
+without `prefetch` (so the service must search the server) must give the same response as the
+full-prefetch request, apart from generated ids and times.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import queue
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urljoin
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from cds_service.app import create_app
+from cds_service.settings import Settings
+from tests.conftest import NOW, SERVICE_URL, load_fixture
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDPLUM_DIR = ROOT / "integration" / "medplum"
+FIXTURE_NAMES = ("urgent-new-paraparesis", "recent-mri-covers-cord")
+AUTH = {"access_token": "t", "token_type": "Bearer", "expires_in": 300, "scope": "user/*.read", "subject": "cds"}
+FHIR_JSON = "application/fhir+json"
+START_TIMEOUT_S = 60.0
+PAGING_PATIENT_FIXTURE = "urgent-new-paraparesis"
+EXTRA_CONDITIONS = 30
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cannot_start(reason: str) -> None:
+    if _in_ci():
+        pytest.fail(f"CI=true and the Medplum FHIR server could not start: {reason}")
+    pytest.fail(f"the Medplum FHIR server could not start: {reason}")
+
+
+def _start_node_server() -> tuple[subprocess.Popen[str], str]:
+    node = shutil.which("node")
+    if node is None:
+        _cannot_start("no `node` on PATH")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [node, str(MEDPLUM_DIR / "server.mjs"), str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    output: list[str] = []
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            line = lines.get(timeout=max(remaining, 0.01))
+        except queue.Empty:
+            line = ""
+        if line is None or remaining <= 0:
+            _stop(proc)
+            _cannot_start(f"no 'listening' line within {START_TIMEOUT_S:g} s; output: {''.join(output)[-2000:]!r}")
+        if line:
+            output.append(line)
+            if line.strip() == f"listening {port}":
+                return proc, f"http://127.0.0.1:{port}/fhir"
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _put(http: httpx.Client, base: str, resource: dict[str, Any]) -> None:
+    url = f"{base}/{resource['resourceType']}/{resource['id']}"
+    r = http.put(url, json=resource, headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
+    assert r.status_code in (200, 201), f"PUT {resource['resourceType']}/{resource['id']}: {r.status_code} {r.text[:500]}"
+
+
+def _prefetch_resources(fixture: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for value in (fixture.get("prefetch") or {}).values():
+        if not isinstance(value, dict):
+            continue
+        if value.get("resourceType") == "Bundle":
+            out += [e["resource"] for e in value.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+        else:
+            out.append(value)
+    return out
+
+
+@pytest.fixture(scope="module")
+def fhir_base() -> Iterator[str]:
+    proc: subprocess.Popen[str] | None = None
+    base = os.environ.get("FHIR_BASE_URL", "").rstrip("/")
+    if not base:
+        if not (MEDPLUM_DIR / "node_modules").is_dir() and not _in_ci():
+            pytest.skip("integration/medplum/node_modules is absent (run `npm ci` there); CI is not 'true'")
+        proc, base = _start_node_server()
+    try:
+        with httpx.Client(timeout=30) as http:
+            for name in FIXTURE_NAMES:
+                for resource in _prefetch_resources(load_fixture(name)):
+                    _put(http, base, resource)
+        yield base
+    finally:
+        if proc is not None:
+            _stop(proc)
+
+
+def _normalise(body: Any) -> Any:
+    """Drop what is generated per call: card/suggestion uuids, ServiceRequest ids and authoredOn."""
+    if isinstance(body, list):
+        return [_normalise(x) for x in body]
+    if isinstance(body, dict):
+        out = {k: _normalise(v) for k, v in body.items() if k != "uuid"}
+        if out.get("resourceType") == "ServiceRequest":
+            out.pop("id", None)
+            out.pop("authoredOn", None)
+        return out
+    return body
+
+
+def _server_request(fixture: dict[str, Any], base: str) -> dict[str, Any]:
+    body = copy.deepcopy(fixture)
+    body.pop("prefetch", None)
+    body["fhirServer"] = base
+    body["fhirAuthorization"] = dict(AUTH)
+    return body
+
+
+def _post(settings: Settings | None, body: dict[str, Any]) -> httpx.Response:
+    app = create_app(settings, clock=lambda: NOW)
+    with TestClient(app) as c:
+        return c.post(SERVICE_URL, json=body)
+
+
+def _assert_same_as_prefetch(name: str, base: str) -> None:
+    fixture = load_fixture(name)
+    expected = _post(None, copy.deepcopy(fixture))
+    assert expected.status_code == 200, expected.text
+    got = _post(Settings(fhir_server_allowlist=[base]), _server_request(fixture, base))
+    assert got.status_code == 200, got.text
+    assert got.json().get("cards"), "the server-fetch response has no cards"
+    assert _normalise(got.json()) == _normalise(expected.json())
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_server_fetch_matches_prefetch(fhir_base: str, name: str) -> None:
+    _assert_same_as_prefetch(name, fhir_base)
+
+
+def test_discovery_prefetch_templates_are_searches_the_server_accepts(fhir_base: str) -> None:
+    app = create_app(clock=lambda: NOW)
+    with TestClient(app) as c:
+        services = c.get("/cds-services").json()["services"]
+    templates = {
+        f"{s['id']}:{key}": template for s in services for key, template in (s.get("prefetch") or {}).items()
+    }
+    assert templates
+    for name in FIXTURE_NAMES:
+        patient_id = load_fixture(name)["context"]["patientId"]
+        with httpx.Client(timeout=30, headers={"Accept": FHIR_JSON}) as http:
+            for key, template in templates.items():
+                query = template.replace("{{context.patientId}}", patient_id)
+                assert "{{" not in query, f"{key}: template has other placeholders: {template}"
+                r = http.get(urljoin(fhir_base + "/", query))
+                assert r.status_code == 200, f"{key} ({query}): HTTP {r.status_code} {r.text[:500]}"
+                body = r.json()
+                if "?" in query:
+                    assert body.get("resourceType") == "Bundle", f"{key}: {body.get('resourceType')}"
+                    assert body.get("type") == "searchset"
+                else:
+                    assert body.get("resourceType") == query.split("/")[0]
+                    assert body.get("id") == patient_id
+
+
+def test_server_pages_with_next_links_and_service_follows_them(fhir_base: str) -> None:
+    fixture = load_fixture(PAGING_PATIENT_FIXTURE)
+    patient_id = fixture["context"]["patientId"]
+    with httpx.Client(timeout=30, headers={"Accept": FHIR_JSON}) as http:
+        for i in range(EXTRA_CONDITIONS):
+            # Clinically irrelevant (resolved hypertension): must not change the card.
+            _put(
+                http,
+                fhir_base,
+                {
+                    "resourceType": "Condition",
+                    "id": f"{patient_id}-paging-{i:02d}",
+                    "clinicalStatus": {
+                        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "resolved"}]
+                    },
+                    "code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003", "display": "Hypertensive disorder"}]},
+                    "subject": {"reference": f"Patient/{patient_id}"},
+                    "recordedDate": "2010-01-01",
+                },
+            )
+        url: str | None = f"{fhir_base}/Condition?patient={patient_id}&_count=10"
+        pages = 0
+        ids: list[str] = []
+        total = None
+        while url is not None:
+            assert url.startswith(fhir_base + "/"), url
+            r = http.get(url)
+            assert r.status_code == 200, r.text[:500]
+            bundle = r.json()
+            assert bundle["resourceType"] == "Bundle"
+            total = bundle.get("total")
+            entries = bundle.get("entry") or []
+            assert len(entries) <= 10
+            ids += [e["resource"]["id"] for e in entries]
+            pages += 1
+            url = next((l["url"] for l in bundle.get("link") or [] if l.get("relation") == "next"), None)
+            assert pages <= 10, "paging does not end"
+    expected_total = EXTRA_CONDITIONS + len(fixture["prefetch"]["conditions"]["entry"])
+    assert total == expected_total
+    assert len(ids) == len(set(ids)) == expected_total
+    assert pages == -(-expected_total // 10)
+    # The service reads every page (server default page size is smaller than the Condition count)
+    # and still answers as with the full prefetch.
+    _assert_same_as_prefetch(PAGING_PATIENT_FIXTURE, fhir_base)
