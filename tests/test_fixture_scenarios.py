@@ -14,7 +14,7 @@ import pytest
 from cds_service.clinical.decision import Level, decide
 from cds_service.clinical.extract import extract_facts
 from cds_service.fhir.prefetch import read_prefetch
-from cds_service.services.ms_back_pain import WANTED_TYPES, prefetch_templates
+from cds_service.services.patient_data import WANTED_TYPES, prefetch_templates
 from tests.cds_hooks_rules import check_response
 from tests.conftest import NOW, SERVICE_URL, expected_outcomes, load_fixture
 

@@ -11,6 +11,7 @@ from cds_service.clinical.cord_features import cord_feature_findings
 from cds_service.clinical.facts import ClinicalFacts, Finding, RuleSettings
 from cds_service.clinical.mechanical_pattern import mechanical_findings
 from cds_service.clinical.multiple_sclerosis import ms_findings
+from cds_service.clinical.orders import order_reason_findings
 from cds_service.clinical.red_flags import red_flag_findings
 from cds_service.clinical.spinal_imaging import spinal_mri_studies
 
@@ -28,10 +29,20 @@ def extract_facts(
     now: dt.date,
     settings: RuleSettings = RuleSettings(),
     medications_assessed: bool = True,
+    orders: Iterable[Any] = (),
 ) -> ClinicalFacts:
-    """Every fact of RULES.md 1 for one patient; `now` is the date the rules are evaluated at."""
+    """Every fact of RULES.md 1 for one patient; `now` is the date the rules are evaluated at.
+
+    `orders` are the draft orders whose reasons count as evidence (order-select / order-sign); a
+    draft that is also in the patient's data is one resource, not two.
+    """
+    orders = list(orders)
+    unique: dict[tuple[str, Any], Any] = {}
+    for resource in list(resources) + orders:  # a draft order replaces its stored copy
+        key = (resource.get_resource_type(), resource.id if resource.id else id(resource))
+        unique[key] = resource
     by_type: dict[str, list[Any]] = {}
-    for resource in resources:
+    for resource in unique.values():
         by_type.setdefault(resource.get_resource_type(), []).append(resource)
     conditions = by_type.get("Condition", [])
     observations = by_type.get("Observation", [])
@@ -40,13 +51,15 @@ def extract_facts(
 
     ms, demyelinating = ms_findings(conditions)
     back_pain = back_pain_findings(conditions, observations, now, settings.lookback_days)
+    order_ms, order_back_pain = order_reason_findings(orders, now)
+    ms += order_ms
     back_pain_resources = list({id(r): r for _, r in back_pain}.values())
     new_flags, chronic_flags = red_flag_findings(conditions, observations, now, settings.lookback_days)
     return ClinicalFacts(
         now=now,
         multiple_sclerosis=_unique(ms),
         demyelinating_context=_unique(demyelinating),
-        back_pain=_unique(f for f, _ in back_pain),
+        back_pain=_unique([f for f, _ in back_pain] + order_back_pain),
         new_red_flags=_unique(new_flags),
         chronic_red_flags=_unique(chronic_flags),
         cord_features=_unique(cord_feature_findings(conditions, observations, ms)),
