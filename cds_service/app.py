@@ -21,6 +21,7 @@ from cds_service.protocol.errors import install_error_handlers
 from cds_service.protocol.routes import router
 from cds_service.protocol.service import ServiceRegistry
 from cds_service.services.ms_back_pain import MsBackPainPatientView
+from cds_service.services.ms_back_pain_orders import MsBackPainOrders
 from cds_service.settings import Settings
 
 
@@ -51,14 +52,17 @@ def create_app(
         if http is not None:
             await http.aclose()
 
+    common = dict(
+        fetcher=fetcher or NoFhirServerFetcher(),
+        clock=clock,
+        card_content=load_card_content(settings.cards_dir),
+        rules=rules,
+        smart_app=smart_app,
+    )
     services = [
-        MsBackPainPatientView(
-            fetcher=fetcher or NoFhirServerFetcher(),
-            clock=clock,
-            card_content=load_card_content(settings.cards_dir),
-            rules=rules,
-            smart_app=smart_app,
-        )
+        MsBackPainPatientView(**common),
+        MsBackPainOrders("order-select", **common),
+        MsBackPainOrders("order-sign", **common),
     ]
     app = FastAPI(title="MS back pain CDS Hooks service", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.settings = settings

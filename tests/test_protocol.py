@@ -38,7 +38,9 @@ def _error(response, status: int, code: str) -> dict[str, Any]:
 def test_discovery_lists_the_patient_view_service(client: TestClient) -> None:
     response = client.get("/cds-services")
     assert response.status_code == 200
-    (service,) = response.json()["services"]
+    services = {s["id"]: s for s in response.json()["services"]}
+    assert {s["hook"] for s in services.values()} == {"patient-view", "order-select", "order-sign"}
+    service = services["ms-back-pain-patient-view"]
     assert service["hook"] == "patient-view"
     assert service["id"] == "ms-back-pain-patient-view"
     assert service["title"] and service["description"]

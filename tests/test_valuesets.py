@@ -80,3 +80,17 @@ def test_icd10_prefix_matching_covers_fy2026_and_other_editions() -> None:
     assert back.match_code(valuesets.ICD10CM, "M54.50") and back.match_code(valuesets.ICD10, "M54.5")
     assert not back.match_code(valuesets.ICD10CM, "M54.81")  # occipital neuralgia
     assert not back.match_code(valuesets.ICD10CM, "M54.02")  # panniculitis
+
+
+def test_rxnorm_products_are_the_ones_terminology_md_cites() -> None:
+    """Product codes (SCD / SBD / BN) are not in terminology-sources.json; each must be cited, with
+    its source, in TERMINOLOGY.md 5, and map only to NSAID or opioid ingredients we know."""
+    section = (SHARED / "clinical" / "TERMINOLOGY.md").read_text().split("## 5. Medications", 1)[1].split("## 6.", 1)[0]
+    doc = valuesets.load("analgesics")
+    nsaid, opioid = (valuesets.concepts("analgesics")[k].text for k in ("nsaid", "opioid"))
+    assert len(doc["products"]) >= 10
+    for product in doc["products"]:
+        assert product["system"] == valuesets.RXNORM
+        assert product["code"] in section, product
+        for ingredient in product["ingredients"]:
+            assert nsaid.search(ingredient) or opioid.search(ingredient), ingredient

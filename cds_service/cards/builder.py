@@ -52,12 +52,11 @@ def _mri_line(label: str, study: SpinalMri) -> str:
     return f"- **{label}**: {_md(study.evidence.matched)}; {study.evidence.reference}, {_date(study.evidence.date)}"
 
 
-def _detail(decision: Decision, content: dict[str, Any], settings_days: int) -> str:
+def evidence_section(decision: Decision, content: dict[str, Any]) -> list[str]:
+    """The markdown lines listing every piece of evidence, with its resource and date."""
     facts, text = decision.facts, content["detail"]
     labels, bilateral = text["fact_labels"], text["bilateral"]
-    lines = [content["levels"][decision.level.value]["intro"].format(lookback_days=settings_days), ""]
-
-    lines.append(f"**{text['evidence_heading']}**")
+    lines = [f"**{text['evidence_heading']}**"]
     groups: Iterable[tuple[str, tuple[Finding, ...]]] = (
         ("multiple_sclerosis", facts.multiple_sclerosis),
         ("back_pain", facts.back_pain),
@@ -76,6 +75,18 @@ def _detail(decision: Decision, content: dict[str, Any], settings_days: int) -> 
     if facts.demyelinating_context:
         lines += ["", f"**{text['context_heading']}**"]
         lines += [_finding_line(f.label, f, bilateral) for f in facts.demyelinating_context]
+    return lines
+
+
+def management_section(content: dict[str, Any]) -> list[str]:
+    text = content["detail"]
+    return [f"**{text['management_heading']}**"] + [f"- {item}" for item in text["management"]] + ["", text["disclaimer"]]
+
+
+def _detail(decision: Decision, content: dict[str, Any], settings_days: int) -> str:
+    facts, text = decision.facts, content["detail"]
+    lines = [content["levels"][decision.level.value]["intro"].format(lookback_days=settings_days), ""]
+    lines += evidence_section(decision, content)
 
     mri_lines = _mri_sentences(decision, content["mri"])
     if mri_lines:
@@ -90,8 +101,7 @@ def _detail(decision: Decision, content: dict[str, Any], settings_days: int) -> 
         where = ", ".join(f.evidence.reference for f in facts.mechanical_pattern)
         lines += ["", text["dual_causes"].format(evidence=where)]
 
-    lines += ["", f"**{text['management_heading']}**"] + [f"- {item}" for item in text["management"]]
-    lines += ["", text["disclaimer"]]
+    lines += [""] + management_section(content)
     return "\n".join(lines)
 
 
@@ -115,7 +125,7 @@ def _mri_sentences(decision: Decision, mri: dict[str, Any]) -> list[str]:
     return out
 
 
-def _reasons(decision: Decision) -> list[str]:
+def evidence_reasons(decision: Decision) -> list[str]:
     """Evidence references for the order's reasonReference: MS and back-pain Conditions / Observations."""
     facts = decision.facts
     refs = [f.evidence.reference for f in facts.multiple_sclerosis + facts.back_pain + facts.new_red_flags if f.evidence.resource_id]
@@ -123,20 +133,33 @@ def _reasons(decision: Decision) -> list[str]:
 
 
 def _mri_suggestion(decision: Decision, content: dict[str, Any], ctx: CardContext) -> Suggestion:
-    mri = content["mri"]
-    reasons = _reasons(decision)
-    actions = [
+    actions = cord_mri_actions(content, ctx, evidence_reasons(decision))
+    return Suggestion(label=content["mri"]["label"], uuid=str(uuid.uuid4()), isRecommended=decision.mri.recommended, actions=actions)  # type: ignore[union-attr]
+
+
+def cord_mri_actions(content: dict[str, Any], ctx: CardContext, reasons: list[str]) -> list[Action]:
+    """Two `create` actions: MRI cervical and thoracic spine without and with contrast."""
+    return [
         Action(
             type="create",
-            description=mri[f"description_{region}"],
+            description=content["mri"][f"description_{region}"],
             resource=spinal_mri_request(region, ctx.patient_id, ctx.user_id, reasons, ctx.now),
         )
         for region in ("cervical", "thoracic")
     ]
-    return Suggestion(label=mri["label"], uuid=str(uuid.uuid4()), isRecommended=decision.mri.recommended, actions=actions)  # type: ignore[union-attr]
 
 
-def _links(content: dict[str, Any], smart_app: tuple[str, str] | None) -> list[Link]:
+def card_source(content: dict[str, Any]) -> Source:
+    source = content["source"]
+    return Source(label=source["label"], url=source.get("url"), topic=Coding(**source["topic"]))
+
+
+def override_reasons(content: dict[str, Any]) -> list[Coding]:
+    system = content["override_reason_system"]["uri"]
+    return [Coding(system=system, code=r["code"], display=r["display"]) for r in content["override_reasons"]]
+
+
+def reference_links(content: dict[str, Any], smart_app: tuple[str, str] | None) -> list[Link]:
     links = [
         Link(label=f"PubMed: {ref['title']}", url="https://pubmed.ncbi.nlm.nih.gov/?term=" + quote_plus(ref["title"]), type="absolute")
         for ref in content["references"]
@@ -159,16 +182,14 @@ def build_card(
         return None
     level = content["levels"][decision.level.value]
     suggestions = [_mri_suggestion(decision, content, ctx)] if decision.mri and decision.mri.suggest else None
-    source = content["source"]
-    reason_system = content["override_reason_system"]["uri"]
     return Card(
         uuid=str(uuid.uuid4()),
         summary=level["summary"],
         indicator=level["indicator"],
         detail=_detail(decision, content, lookback_days),
-        source=Source(label=source["label"], url=source.get("url"), topic=Coding(**source["topic"])),
+        source=card_source(content),
         suggestions=suggestions,
         selectionBehavior="at-most-one" if suggestions else None,
-        overrideReasons=[Coding(system=reason_system, code=r["code"], display=r["display"]) for r in content["override_reasons"]],
-        links=_links(content, smart_app),
+        overrideReasons=override_reasons(content),
+        links=reference_links(content, smart_app),
     )

@@ -24,8 +24,10 @@ def load_card_content(cards_dir: Path | None = None) -> dict[str, Any]:
     path = (cards_dir or default_cards_dir()) / CONTENT_FILE
     with path.open("rb") as handle:
         content = tomllib.load(handle)
-    for level in ("urgent", "cord-features", "baseline"):
-        summary = content["levels"][level]["summary"]
+    summaries = {f"levels.{level}": text["summary"] for level, text in content["levels"].items()}
+    for kind, text in content.get("orders", {}).items():
+        summaries.update({f"orders.{kind}.{key}": value for key, value in text.items() if key.startswith("summary")})
+    for where, summary in summaries.items():
         if len(summary) >= 140:
-            raise ValueError(f"card summary for {level} is {len(summary)} characters; CDS Hooks wants < 140")
+            raise ValueError(f"card summary {where} is {len(summary)} characters; CDS Hooks wants < 140")
     return content

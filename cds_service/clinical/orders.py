@@ -97,7 +97,8 @@ def imaging_order(resource: Any) -> ImagingOrder | None:
     if modality is None:
         return None
     regions, matched = _regions_from_sites(resource.bodySite)
-    regions |= _regions_from_text(words)
+    if not regions:  # a coded body site is more precise than the words of the order name
+        regions = _regions_from_text(words)
     if not regions:
         return None
     contrast = next((c for c, pattern in _CONTRAST_TEXT if pattern.search(words)), "unspecified")

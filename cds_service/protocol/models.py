@@ -103,6 +103,33 @@ class PatientViewContext(_Tolerant):
         return None if value is None else _fhir_id(value)
 
 
+class OrderSignContext(PatientViewContext):
+    """Context of the `order-sign` hook: every unsigned order of the session is in `draftOrders`."""
+
+    draftOrders: dict[str, Any]
+
+    @field_validator("draftOrders")
+    @classmethod
+    def _bundle(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # A Bundle without `type` is accepted: the CDS Hooks sandbox sends them that way.
+        if value.get("resourceType") != "Bundle":
+            raise ValueError("draftOrders must be a FHIR Bundle")
+        if not isinstance(value.get("entry", []), list):
+            raise ValueError("draftOrders.entry must be a list")
+        return value
+
+
+class OrderSelectContext(OrderSignContext):
+    """Context of the `order-select` hook: `selections` name the newly selected drafts."""
+
+    selections: list[str] = Field(min_length=1)
+
+    @field_validator("selections")
+    @classmethod
+    def _references(cls, value: list[str]) -> list[str]:
+        return [_reference(v) for v in value]
+
+
 # --- response ---------------------------------------------------------------------------------
 
 

@@ -1,0 +1,133 @@
+"""The order-entry services (`order-select`, `order-sign`): the same patient data and facts as the
+patient-view service (one code path), plus what the selected (order-select) or all draft
+(order-sign) orders are, decided by RULES.md 3.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any, Callable
+
+from pydantic import BaseModel
+
+from cds_service.cards.builder import CardContext
+from cds_service.cards.order_cards import build_order_card
+from cds_service.clinical.decision import decide
+from cds_service.clinical.extract import extract_facts
+from cds_service.clinical.facts import RuleSettings
+from cds_service.clinical.multiple_sclerosis import ms_findings
+from cds_service.clinical.order_rules import advise_orders
+from cds_service.clinical.orders import DraftOrder, classify_order, order_reason_findings, reason_conditions
+from cds_service.fhir.parse import parse_resource
+from cds_service.fhir.source import MissingDataFetcher
+from cds_service.protocol.models import (
+    CdsRequest,
+    CdsResponse,
+    OrderSelectContext,
+    OrderSignContext,
+    ServiceDescriptor,
+)
+from cds_service.services.patient_data import PatientDataLoader
+
+log = logging.getLogger(__name__)
+
+ORDER_SELECT_ID = "ms-back-pain-order-select"
+ORDER_SIGN_ID = "ms-back-pain-order-sign"
+_ORDER_TYPES = frozenset({"ServiceRequest", "MedicationRequest", "Condition", "Medication"})
+
+
+def _draft_resources(context: OrderSignContext) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """reference -> (validated model, raw JSON) for every readable draft of this patient.
+
+    Resource types the rules do not use (NutritionOrder, VisionPrescription ...) are ignored."""
+    drafts: dict[str, tuple[Any, dict[str, Any]]] = {}
+    skipped = 0
+    for entry in context.draftOrders.get("entry") or []:
+        raw = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(raw, dict) or raw.get("resourceType") not in _ORDER_TYPES or not raw.get("id"):
+            continue
+        subject = (raw.get("subject") or {}).get("reference") if isinstance(raw.get("subject"), dict) else None
+        if subject and subject != f"Patient/{context.patientId}":
+            skipped += 1
+            continue
+        outcome = parse_resource(raw)
+        if outcome.resource is None:
+            skipped += 1
+            continue
+        drafts[f"{raw['resourceType']}/{raw['id']}"] = (outcome.resource, raw)
+    if skipped:
+        log.warning("draftOrders: %d entries skipped (unreadable or another patient)", skipped)
+    return drafts
+
+
+class MsBackPainOrders:
+    """One class, two services: order-select speaks about the selections, order-sign about all drafts."""
+
+    def __init__(
+        self,
+        hook: str,
+        fetcher: MissingDataFetcher,
+        clock: Callable[[], dt.datetime],
+        card_content: dict[str, Any],
+        rules: RuleSettings = RuleSettings(),
+        smart_app: tuple[str, str] | None = None,
+    ):
+        if hook not in ("order-select", "order-sign"):
+            raise ValueError(hook)
+        self._data = PatientDataLoader(fetcher)
+        self._selected_only = hook == "order-select"
+        self.context_model = OrderSelectContext if self._selected_only else OrderSignContext
+        self.descriptor = ServiceDescriptor(
+            hook=hook,
+            id=ORDER_SELECT_ID if self._selected_only else ORDER_SIGN_ID,
+            title="MS back pain: imaging and analgesic orders",
+            description=(
+                "For a patient with multiple sclerosis and back pain: warns when "
+                + ("the selected order" if self._selected_only else "a draft order")
+                + " images only the lumbar spine (suggests cervical and thoracic MRI, or replaces an X-ray / CT), "
+                "when a spinal MRI lacks the without-and-with contrast protocol (suggests the update), and when an "
+                "NSAID or opioid is ordered for pain that may be central."
+            ),
+            prefetch=self._data.templates,
+            usageRequirements="Needs the patient's Conditions; once MS is found, also Observations and ImagingStudies.",
+        )
+        self._clock, self._content, self._rules, self._smart_app = clock, card_content, rules, smart_app
+
+    async def handle(self, request: CdsRequest, context: BaseModel) -> CdsResponse:
+        assert isinstance(context, OrderSignContext)
+        now = self._clock()
+        drafts = _draft_resources(context)
+        if self._selected_only:
+            assert isinstance(context, OrderSelectContext)
+            unknown = [ref for ref in context.selections if ref not in drafts]
+            if unknown:
+                log.warning("order-select: %d selections name no readable draft order; ignored", len(unknown))
+            targets = [drafts[ref][0] for ref in context.selections if ref in drafts]
+        else:
+            targets = [model for model, _ in drafts.values()]
+        orders = [model for model, _ in drafts.values() if model.get_resource_type() in ("ServiceRequest", "MedicationRequest")]
+        bundled = {ref: model for ref, (model, _) in drafts.items()}
+        reason_conds = reason_conditions(targets, bundled)
+
+        def has_ms(conditions: list[Any]) -> bool:
+            return bool(ms_findings(conditions + reason_conds)[0] or order_reason_findings(targets, now.date())[0])
+
+        data = await self._data.load(request, context.patientId, has_ms=has_ms)
+        if data is None:
+            return CdsResponse(cards=[])
+        # The selected orders' own reasons count as evidence; other drafts are context only.
+        facts = extract_facts(
+            data.resources + reason_conds, now.date(), self._rules, data.medications_assessed, orders=targets
+        )
+        decision = decide(facts)
+        medications = {ref: model for ref, model in bundled.items() if ref.startswith("Medication/")}
+        all_drafts: list[DraftOrder] = [classify_order(o, medications) for o in orders]
+        by_ref = {d.reference: d for d in all_drafts}
+        chosen = [by_ref[f"{t.get_resource_type()}/{t.id}"] for t in targets if f"{t.get_resource_type()}/{t.id}" in by_ref]
+        ctx = CardContext(patient_id=context.patientId, user_id=context.userId, now=now)
+        cards = [
+            build_order_card(advice, decision, drafts[advice.order.reference][1], self._content, ctx, self._smart_app)
+            for advice in advise_orders(decision, chosen, all_drafts)
+        ]
+        return CdsResponse(cards=cards)
