@@ -20,6 +20,7 @@ from cds_service.fhir.source import MissingDataFetcher, NoFhirServerFetcher
 from cds_service.protocol.errors import install_error_handlers
 from cds_service.protocol.routes import router
 from cds_service.protocol.service import ServiceRegistry
+from cds_service.security import AuthSettings, install_client_auth
 from cds_service.services.ms_back_pain import MsBackPainPatientView
 from cds_service.services.ms_back_pain_orders import MsBackPainOrders
 from cds_service.settings import Settings
@@ -33,8 +34,14 @@ def create_app(
     settings: Settings | None = None,
     clock: Callable[[], dt.datetime] = utc_now,
     fetcher: MissingDataFetcher | None = None,
+    auth: AuthSettings | None = None,
+    install_auth: bool = True,
 ) -> FastAPI:
-    """Build the app. Tests pass a fixed `clock` and their own `fetcher`."""
+    """Build the app. Tests pass a fixed `clock`, their own `fetcher`, and `auth` settings.
+
+    Client authentication (CDS Hooks JWTs) is required unless `auth` (or CDS_AUTH_MODE=disabled in
+    the environment) says otherwise; `install_auth=False` leaves it to the caller.
+    """
     settings = settings or Settings()
     logging.getLogger("cds_service").setLevel(settings.log_level.upper())
     valuesets.warm_up()
@@ -69,6 +76,8 @@ def create_app(
     app.state.registry = ServiceRegistry(services)
     install_error_handlers(app)
     app.include_router(router)
+    if install_auth:
+        install_client_auth(app, auth or AuthSettings())
     return app
 
 

@@ -11,12 +11,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cds_service.app import create_app
+from cds_service.security import AuthSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures" / "patient-view"
 SHARED = ROOT.parent / "shared"
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)
 SERVICE_URL = "/cds-services/ms-back-pain-patient-view"
+# Client JWTs are tested in test_client_auth.py; elsewhere the protocol is tested without them.
+NO_AUTH = AuthSettings(mode="disabled")
 
 
 def expected_outcomes() -> dict[str, dict[str, Any]]:
@@ -29,4 +32,4 @@ def load_fixture(name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def client() -> TestClient:
-    return TestClient(create_app(clock=lambda: NOW))
+    return TestClient(create_app(clock=lambda: NOW, auth=NO_AUTH))

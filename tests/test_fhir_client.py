@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from cds_service.app import create_app
 from cds_service.settings import Settings
-from tests.conftest import NOW, SERVICE_URL, load_fixture
+from tests.conftest import NO_AUTH, NOW, SERVICE_URL, load_fixture
 
 BASE = "https://ehr.example.org/fhir"
 TOKEN = "opaque-access-token-42"
@@ -30,7 +30,7 @@ DEADLINE = 0.5
 @pytest.fixture()
 def app_client() -> TestClient:
     settings = Settings(fhir_server_allowlist=[BASE], fhir_deadline_seconds=DEADLINE)
-    with TestClient(create_app(settings, clock=lambda: NOW)) as client:
+    with TestClient(create_app(settings, clock=lambda: NOW, auth=NO_AUTH)) as client:
         yield client
 
 
@@ -96,7 +96,7 @@ def test_server_not_on_allowlist_is_refused_and_nothing_is_sent(app_client: Test
 
 
 def test_without_allowlist_the_service_never_reads_and_answers_412() -> None:
-    client = TestClient(create_app(clock=lambda: NOW))
+    client = TestClient(create_app(clock=lambda: NOW, auth=NO_AUTH))
     with respx.mock(assert_all_called=False) as router:
         anything = router.route().mock(return_value=httpx.Response(200, json={}))
         response = client.post(SERVICE_URL, json=_request())

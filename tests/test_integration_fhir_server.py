@@ -30,7 +30,7 @@ from fastapi.testclient import TestClient
 
 from cds_service.app import create_app
 from cds_service.settings import Settings
-from tests.conftest import NOW, SERVICE_URL, load_fixture
+from tests.conftest import NO_AUTH, NOW, SERVICE_URL, load_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDPLUM_DIR = ROOT / "integration" / "medplum"
@@ -165,7 +165,7 @@ def _server_request(fixture: dict[str, Any], base: str) -> dict[str, Any]:
 
 
 def _post(settings: Settings | None, body: dict[str, Any]) -> httpx.Response:
-    app = create_app(settings, clock=lambda: NOW)
+    app = create_app(settings, clock=lambda: NOW, auth=NO_AUTH)
     with TestClient(app) as c:
         return c.post(SERVICE_URL, json=body)
 
@@ -186,7 +186,7 @@ def test_server_fetch_matches_prefetch(fhir_base: str, name: str) -> None:
 
 
 def test_discovery_prefetch_templates_are_searches_the_server_accepts(fhir_base: str) -> None:
-    app = create_app(clock=lambda: NOW)
+    app = create_app(clock=lambda: NOW, auth=NO_AUTH)
     with TestClient(app) as c:
         services = c.get("/cds-services").json()["services"]
     templates = {

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from cds_service.app import create_app
 from cds_service.settings import Settings
 from tests.cds_hooks_rules import check_response
-from tests.conftest import NOW, SERVICE_URL, load_fixture
+from tests.conftest import NO_AUTH, NOW, SERVICE_URL, load_fixture
 
 URGENT = "urgent-new-paraparesis"
 
@@ -232,7 +232,7 @@ def test_extremely_deep_json_is_400_not_a_crash(client: TestClient) -> None:
 
 
 def test_oversized_body_is_413() -> None:
-    small = TestClient(create_app(Settings(max_body_bytes=10_000), clock=lambda: NOW))
+    small = TestClient(create_app(Settings(max_body_bytes=10_000), clock=lambda: NOW, auth=NO_AUTH))
     body = _request()
     body["prefetch"]["padding"] = "x" * 20_000
     _error(small.post(SERVICE_URL, json=body), 413, "payload_too_large")
