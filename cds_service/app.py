@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import logging
 from typing import AsyncIterator, Callable
 
 import httpx
@@ -17,7 +16,9 @@ from cds_service.clinical import valuesets
 from cds_service.clinical.facts import RuleSettings
 from cds_service.fhir.client import FhirSearchClient
 from cds_service.fhir.source import MissingDataFetcher, NoFhirServerFetcher
+from cds_service.logs import configure_logging
 from cds_service.protocol.errors import install_error_handlers
+from cds_service.protocol.http_security import install_http_security
 from cds_service.protocol.routes import router
 from cds_service.protocol.service import ServiceRegistry
 from cds_service.security import AuthSettings, install_client_auth
@@ -43,7 +44,7 @@ def create_app(
     the environment) says otherwise; `install_auth=False` leaves it to the caller.
     """
     settings = settings or Settings()
-    logging.getLogger("cds_service").setLevel(settings.log_level.upper())
+    configure_logging(settings.log_level)
     valuesets.warm_up()
     rules = RuleSettings(settings.lookback_days, settings.recent_mri_days, settings.nsaid_trial_days)
     smart_app = (settings.smart_app_label, settings.smart_app_url) if settings.smart_app_url else None
@@ -78,6 +79,7 @@ def create_app(
     app.include_router(router)
     if install_auth:
         install_client_auth(app, auth or AuthSettings())
+    install_http_security(app, settings.cors_allow_origins)
     return app
 
 

@@ -33,4 +33,7 @@ class Settings(BaseSettings):
     fhir_deadline_seconds: float = Field(default=1.5, gt=0, le=30)
     fhir_max_resources: int = Field(default=5000, gt=0)
 
+    # Browser-based CDS clients: origins allowed by CORS, e.g. '["https://sandbox.cds-hooks.org"]'.
+    cors_allow_origins: list[str] = Field(default_factory=list)
+
     log_level: str = "INFO"

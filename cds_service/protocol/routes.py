@@ -24,6 +24,23 @@ def _registry(request: Request) -> ServiceRegistry:
     return request.app.state.registry
 
 
+def _log_call(request: CdsRequest, service_id: str, status: int, started: float, **fields: object) -> None:
+    """One structured line per call: no patient id, no resource content, no token."""
+    log.info(
+        "cds call",
+        extra={
+            "event": "cds_call",
+            "hookInstance": request.hookInstance[:64],
+            "service": service_id,
+            "hook": request.hook[:40],
+            "outcome": "cards" if status == 200 else "error",
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            **fields,
+        },
+    )
+
+
 @router.get("/cds-services", response_model=DiscoveryResponse, response_model_exclude_none=True)
 async def discovery(request: Request) -> DiscoveryResponse:
     return DiscoveryResponse(services=_registry(request).descriptors())
@@ -56,23 +73,19 @@ async def call_service(service_id: str, request: Request) -> Response:
     try:
         response = await service.handle(cds_request, context)
     except ServerNotAllowed:
+        _log_call(cds_request, service_id, 403, started, reason="fhir_server_not_allowed")
         raise CdsError(
             403,
             "fhir_server_not_allowed",
             "Prefetch is incomplete and the request's fhirServer is not one this service may contact.",
         ) from None
     except DataUnavailable as exc:
-        log.info("call service=%s outcome=412 duration_ms=%.1f", service_id, (time.perf_counter() - started) * 1000)
+        _log_call(cds_request, service_id, 412, started, reason="data_unavailable", count=len(exc.reasons))
         return error_response(
             412,
             "precondition_failed",
             "Data this service needs was not in the prefetch and could not be read from the FHIR server.",
             [{"prefetchKey": key, "reason": reason} for key, reason in exc.reasons.items()],
         )
-    log.info(
-        "call service=%s outcome=200 cards=%d duration_ms=%.1f",
-        service_id,
-        len(response.cards),
-        (time.perf_counter() - started) * 1000,
-    )
+    _log_call(cds_request, service_id, 200, started, cards=len(response.cards), indicators=[c.indicator for c in response.cards])
     return JSONResponse(response.model_dump(mode="json", exclude_none=True))
