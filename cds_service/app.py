@@ -22,9 +22,13 @@ from cds_service.protocol.http_security import install_http_security
 from cds_service.protocol.routes import router
 from cds_service.protocol.service import ServiceRegistry
 from cds_service.security import AuthSettings, install_client_auth
+from cds_service.feedback.routes import install_feedback_routes
+from cds_service.services.card_memory import CardMemory
 from cds_service.services.ms_back_pain import MsBackPainPatientView
 from cds_service.services.ms_back_pain_orders import MsBackPainOrders
 from cds_service.settings import Settings
+from cds_service.storage.db import install_storage
+from cds_service.storage.settings import StorageSettings
 
 
 def utc_now() -> dt.datetime:
@@ -37,6 +41,7 @@ def create_app(
     fetcher: MissingDataFetcher | None = None,
     auth: AuthSettings | None = None,
     install_auth: bool = True,
+    storage: StorageSettings | None = None,
 ) -> FastAPI:
     """Build the app. Tests pass a fixed `clock`, their own `fetcher`, and `auth` settings.
 
@@ -60,23 +65,26 @@ def create_app(
         if http is not None:
             await http.aclose()
 
+    app = FastAPI(title="MS back pain CDS Hooks service", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
     common = dict(
         fetcher=fetcher or NoFhirServerFetcher(),
         clock=clock,
         card_content=load_card_content(settings.cards_dir),
         rules=rules,
         smart_app=smart_app,
+        memory=CardMemory(lambda: getattr(app.state, "storage", None)),
     )
     services = [
         MsBackPainPatientView(**common),
         MsBackPainOrders("order-select", **common),
         MsBackPainOrders("order-sign", **common),
     ]
-    app = FastAPI(title="MS back pain CDS Hooks service", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = ServiceRegistry(services)
     install_error_handlers(app)
     app.include_router(router)
+    install_storage(app, storage)
+    install_feedback_routes(app)
     if install_auth:
         install_client_auth(app, auth or AuthSettings())
     install_http_security(app, settings.cors_allow_origins)

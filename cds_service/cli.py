@@ -14,7 +14,13 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.add_argument("--log-level", default="info")
+    sub.add_parser("migrate", help="create or upgrade the database schema (CDS_DATABASE_URL), then exit")
     args = parser.parse_args(argv)
+    if args.command == "migrate":
+        from cds_service.storage.migrations import upgrade_database
+
+        upgrade_database()
+        return
     if args.command == "serve":
         uvicorn.run("cds_service.app:app", host=args.host, port=args.port, log_level=args.log_level, timeout_keep_alive=5)
 

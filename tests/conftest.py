@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,9 @@ from fastapi.testclient import TestClient
 
 from cds_service.app import create_app
 from cds_service.security import AuthSettings
+
+# Apps started by tests keep their SQLite file out of the working tree (the default is ./cds-service.db).
+os.environ.setdefault("CDS_DATABASE_URL", f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='cds-tests-')}/cds.db")
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures" / "patient-view"

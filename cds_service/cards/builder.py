@@ -86,6 +86,10 @@ def management_section(content: dict[str, Any]) -> list[str]:
 def _detail(decision: Decision, content: dict[str, Any], settings_days: int) -> str:
     facts, text = decision.facts, content["detail"]
     lines = [content["levels"][decision.level.value]["intro"].format(lookback_days=settings_days), ""]
+    if decision.quieted_by is not None:
+        note = decision.quieted_by
+        reason = f" ({_md(note.reason)})" if note.reason else ""
+        lines += [text["quieted"].format(date=note.overridden_on.isoformat(), reason=reason), ""]
     lines += evidence_section(decision, content)
 
     mri_lines = _mri_sentences(decision, content["mri"])
@@ -181,11 +185,12 @@ def build_card(
     if decision.level is Level.NONE:
         return None
     level = content["levels"][decision.level.value]
+    indicator = "info" if decision.quieted_by is not None else level["indicator"]
     suggestions = [_mri_suggestion(decision, content, ctx)] if decision.mri and decision.mri.suggest else None
     return Card(
         uuid=str(uuid.uuid4()),
         summary=level["summary"],
-        indicator=level["indicator"],
+        indicator=indicator,
         detail=_detail(decision, content, lookback_days),
         source=card_source(content),
         suggestions=suggestions,

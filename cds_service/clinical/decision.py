@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from cds_service.clinical.facts import ClinicalFacts, Finding, SpinalMri
 
@@ -45,6 +46,7 @@ class Decision:
     not_documented: tuple[str, ...] = ()
     consider_dual_causes: bool = False
     mri: MriAdvice | None = None
+    quieted_by: Any = None  # an alert_fatigue.OverrideNote: show as information after an override
 
     @property
     def shows_card(self) -> bool:

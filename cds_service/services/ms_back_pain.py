@@ -12,12 +12,14 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from cds_service.cards.builder import CardContext, build_card
+from cds_service.clinical.alert_fatigue import quiet_after_override
 from cds_service.clinical.decision import decide
 from cds_service.clinical.extract import extract_facts
 from cds_service.clinical.facts import RuleSettings
 from cds_service.clinical.multiple_sclerosis import ms_findings
 from cds_service.fhir.source import MissingDataFetcher
 from cds_service.protocol.models import CdsRequest, CdsResponse, PatientViewContext, ServiceDescriptor
+from cds_service.services.card_memory import CardMemory
 from cds_service.services.patient_data import PatientDataLoader
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ class MsBackPainPatientView:
         card_content: dict[str, Any],
         rules: RuleSettings = RuleSettings(),
         smart_app: tuple[str, str] | None = None,
+        memory: CardMemory | None = None,
     ):
         self._data = PatientDataLoader(fetcher)
         self.descriptor = ServiceDescriptor(
@@ -53,7 +56,7 @@ class MsBackPainPatientView:
             ),
         )
         self._clock, self._content = clock, card_content
-        self._rules, self._smart_app = rules, smart_app
+        self._rules, self._smart_app, self._memory = rules, smart_app, memory
 
     async def handle(self, request: CdsRequest, context: BaseModel) -> CdsResponse:
         assert isinstance(context, PatientViewContext)
@@ -64,6 +67,12 @@ class MsBackPainPatientView:
             return CdsResponse(cards=[])
         facts = extract_facts(data.resources, now.date(), self._rules, data.medications_assessed)
         decision = decide(facts)
+        if self._memory is not None and decision.shows_card:
+            override = await self._memory.last_override(SERVICE_ID, patient_id, now)
+            if override is not None:
+                reason = (override.override_reason or {}).get("display") or (override.override_reason or {}).get("code")
+                known = [ref.reference for ref in override.red_flag_refs]
+                decision = quiet_after_override(decision, override.overridden_at, known, reason)
         card = build_card(
             decision,
             self._content,
@@ -71,4 +80,7 @@ class MsBackPainPatientView:
             self._rules.lookback_days,
             self._smart_app,
         )
-        return CdsResponse(cards=[card] if card else [])
+        cards = [card] if card else []
+        if self._memory is not None:
+            await self._memory.remember(cards, decision, SERVICE_ID, request.hookInstance, patient_id, now)
+        return CdsResponse(cards=cards)

@@ -28,6 +28,7 @@ from cds_service.protocol.models import (
     OrderSignContext,
     ServiceDescriptor,
 )
+from cds_service.services.card_memory import CardMemory
 from cds_service.services.patient_data import PatientDataLoader
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class MsBackPainOrders:
         card_content: dict[str, Any],
         rules: RuleSettings = RuleSettings(),
         smart_app: tuple[str, str] | None = None,
+        memory: CardMemory | None = None,
     ):
         if hook not in ("order-select", "order-sign"):
             raise ValueError(hook)
@@ -93,6 +95,7 @@ class MsBackPainOrders:
             usageRequirements="Needs the patient's Conditions; once MS is found, also Observations and ImagingStudies.",
         )
         self._clock, self._content, self._rules, self._smart_app = clock, card_content, rules, smart_app
+        self._memory = memory
 
     async def handle(self, request: CdsRequest, context: BaseModel) -> CdsResponse:
         assert isinstance(context, OrderSignContext)
@@ -130,4 +133,6 @@ class MsBackPainOrders:
             build_order_card(advice, decision, drafts[advice.order.reference][1], self._content, ctx, self._smart_app)
             for advice in advise_orders(decision, chosen, all_drafts)
         ]
+        if self._memory is not None:
+            await self._memory.remember(cards, decision, self.descriptor.id, request.hookInstance, context.patientId, now)
         return CdsResponse(cards=cards)

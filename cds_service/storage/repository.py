@@ -1,0 +1,226 @@
+"""What the service reads and writes, as plain async functions over a `Storage`.
+
+Writes are single `INSERT ... ON CONFLICT DO NOTHING` statements: repeating them is harmless, and
+concurrent writers of the same row wait for each other (PostgreSQL: the unique index; SQLite: the
+database write lock) instead of failing, so concurrent posts lose nothing and store nothing twice.
+Patient ids are hashed here, before anything reaches the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal, Sequence
+
+from sqlalchemy import and_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from cds_service.storage.db import Storage
+from cds_service.storage.models import Feedback, IssuedCard
+
+Outcome = Literal["accepted", "overridden"]
+
+# An override stamped a little after "now" is the EHR's clock running ahead, not the future.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+_FEEDBACK_KEY = ("card_uuid", "service_id", "outcome", "outcome_timestamp")
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class RedFlagRef:
+    """A red flag shown on a card: the resource it came from, its concept and its clinical date."""
+
+    reference: str  # "Condition/abc"
+    concept: str  # "weakness", "bladder", ...
+    date: dt.date | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reference": self.reference, "concept": self.concept, "date": self.date.isoformat() if self.date else None}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> RedFlagRef:
+        date = value.get("date")
+        return cls(str(value.get("reference", "")), str(value.get("concept", "")), dt.date.fromisoformat(date) if date else None)
+
+
+@dataclass(frozen=True)
+class CardRecord:
+    """A card as returned to the EHR. `patient_id` is in clear here; only its HMAC is stored."""
+
+    card_uuid: str
+    service_id: str
+    hook_instance: str
+    patient_id: str
+    indicator: str
+    level: str
+    red_flag_refs: Sequence[RedFlagRef]
+    issued_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """One validated CDS Hooks feedback entry."""
+
+    card_uuid: str
+    outcome: Outcome
+    outcome_timestamp: dt.datetime
+    accepted_suggestions: Sequence[str] | None = None  # suggestion uuids
+    override_reason: dict[str, Any] | None = None  # the Coding
+    user_comment: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    received: int
+    stored: int  # new rows
+    duplicates: int  # already stored (resubmission), or repeated within the request
+    unknown_cards: int  # distinct cards this service has no record of issuing (stored all the same)
+
+
+@dataclass(frozen=True)
+class OverrideMemory:
+    """The latest override, for one patient and service, of a card this service issued."""
+
+    card_uuid: str
+    overridden_at: dt.datetime
+    override_reason: dict[str, Any] | None
+    red_flag_refs: tuple[RedFlagRef, ...]
+    level: str
+    indicator: str
+    issued_at: dt.datetime
+
+
+def _insert(storage: Storage, table: Any) -> Any:
+    """INSERT with the dialect's ON CONFLICT support (both dialects spell it the same way)."""
+    if storage.dialect == "postgresql":
+        return postgresql_insert(table)
+    if storage.dialect == "sqlite":
+        return sqlite_insert(table)
+    raise NotImplementedError(storage.dialect)  # pragma: no cover - db.py accepts only these two
+
+
+async def record_issued_cards(storage: Storage, cards: Iterable[CardRecord]) -> int:
+    """Remember the cards returned to an EHR. Returns how many were new (recording twice is harmless)."""
+    rows = {
+        card.card_uuid: {
+            "card_uuid": card.card_uuid,
+            "service_id": card.service_id,
+            "hook_instance": card.hook_instance,
+            "patient_hash": storage.hash_patient(card.patient_id),
+            "indicator": card.indicator,
+            "level": card.level,
+            "red_flag_refs": [ref.to_json() for ref in card.red_flag_refs],
+            "issued_at": _utc(card.issued_at),
+        }
+        for card in cards
+    }
+    if not rows:
+        return 0
+    table = IssuedCard.__table__
+    statement = (
+        _insert(storage, table)
+        .values(list(rows.values()))
+        .on_conflict_do_nothing(index_elements=["card_uuid"])
+        .returning(table.c.card_uuid)
+    )
+    async with storage.sessions.begin() as session:
+        return len((await session.execute(statement)).all())
+
+
+async def record_feedback(
+    storage: Storage,
+    service_id: str,
+    items: Sequence[FeedbackRecord],
+    received_at: dt.datetime | None = None,
+) -> FeedbackResult:
+    """Store feedback idempotently: an entry equal in (card, service, outcome, outcomeTimestamp) to
+    one already stored is not stored again. Feedback on unknown cards is stored too (and counted)."""
+    received_at = _utc(received_at or _now())
+    rows: dict[tuple[str, str, dt.datetime], dict[str, Any]] = {}
+    for item in items:
+        timestamp = _utc(item.outcome_timestamp)
+        rows.setdefault(
+            (item.card_uuid, item.outcome, timestamp),
+            {
+                "card_uuid": item.card_uuid,
+                "service_id": service_id,
+                "outcome": item.outcome,
+                "accepted_suggestions": [{"id": s} for s in item.accepted_suggestions] if item.accepted_suggestions else None,
+                "override_reason": dict(item.override_reason) if item.override_reason else None,
+                "user_comment": item.user_comment,
+                "outcome_timestamp": timestamp,
+                "received_at": received_at,
+            },
+        )
+    if not rows:
+        return FeedbackResult(received=len(items), stored=0, duplicates=0, unknown_cards=0)
+
+    cards = {row["card_uuid"] for row in rows.values()}
+    # A read of its own (it autocommits on SQLite), then a write-only transaction: no read-to-write
+    # lock upgrade, which SQLite would refuse at once under concurrency instead of waiting.
+    async with storage.sessions() as session:
+        known = set(
+            await session.scalars(
+                select(IssuedCard.card_uuid).where(IssuedCard.card_uuid.in_(cards), IssuedCard.service_id == service_id)
+            )
+        )
+    table = Feedback.__table__
+    statement = (
+        _insert(storage, table)
+        .values(list(rows.values()))
+        .on_conflict_do_nothing(index_elements=list(_FEEDBACK_KEY))
+        .returning(table.c.id)
+    )
+    async with storage.sessions.begin() as session:
+        stored = len((await session.execute(statement)).all())
+    return FeedbackResult(received=len(items), stored=stored, duplicates=len(items) - stored, unknown_cards=len(cards - known))
+
+
+async def recent_override(
+    storage: Storage,
+    service_id: str,
+    patient_id: str,
+    now: dt.datetime,
+    window: dt.timedelta | None = None,
+) -> OverrideMemory | None:
+    """The latest `overridden` feedback, stamped within `window` before `now`, on a card this service
+    issued for this patient; None if there is none. `window` defaults to CDS_OVERRIDE_WINDOW_DAYS."""
+    if window is None:
+        window = dt.timedelta(days=storage.settings.override_window_days)
+    now = _utc(now)
+    f, c = Feedback.__table__.c, IssuedCard.__table__.c
+    statement = (
+        select(f.card_uuid, f.outcome_timestamp, f.override_reason, c.red_flag_refs, c.level, c.indicator, c.issued_at)
+        .select_from(Feedback.__table__.join(IssuedCard.__table__, and_(c.card_uuid == f.card_uuid, c.service_id == f.service_id)))
+        .where(
+            c.service_id == service_id,
+            c.patient_hash == storage.hash_patient(patient_id),
+            f.outcome == "overridden",
+            f.outcome_timestamp >= now - window,
+            f.outcome_timestamp <= now + CLOCK_SKEW,
+        )
+        .order_by(f.outcome_timestamp.desc(), f.id.desc())
+        .limit(1)
+    )
+    async with storage.sessions() as session:
+        row = (await session.execute(statement)).first()
+    if row is None:
+        return None
+    return OverrideMemory(
+        card_uuid=row.card_uuid,
+        overridden_at=row.outcome_timestamp,
+        override_reason=row.override_reason,
+        red_flag_refs=tuple(RedFlagRef.from_json(ref) for ref in row.red_flag_refs or []),
+        level=row.level,
+        indicator=row.indicator,
+        issued_at=row.issued_at,
+    )
