@@ -109,3 +109,16 @@ def test_precondition_scenarios(client, name: str) -> None:
     response = client.post(SERVICE_URL, json=load_fixture(name))
     assert response.status_code == EXPECTED[name]["http_status"]
     assert response.json()["error"] == "precondition_failed"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_relevance_filter_changes_no_fact(name: str) -> None:
+    """Resources declined before validation could not have been used by any rule."""
+    from cds_service.clinical.relevance import RelevanceFilter
+
+    request = load_fixture(name)
+    relevance = RelevanceFilter.from_value_sets()
+    keys, pid = prefetch_templates(), request["context"]["patientId"]
+    everything = read_prefetch(request["prefetch"], keys, pid, WANTED_TYPES)
+    kept = read_prefetch(request["prefetch"], keys, pid, WANTED_TYPES, select=lambda raw: relevance.select(raw, NOW.date(), 90))
+    assert extract_facts(kept.all_resources(), NOW.date()) == extract_facts(everything.all_resources(), NOW.date())

@@ -216,13 +216,27 @@ def test_bad_values_are_not_echoed_in_errors(client: TestClient) -> None:
     assert "Jane Doe" not in response.text
 
 
-def test_deeply_nested_body_is_400(client: TestClient) -> None:
+def _nested(levels: int) -> Any:
     nested: Any = "x"
-    for _ in range(500):
+    for _ in range(levels):
         nested = {"a": nested}
+    return nested
+
+
+def test_deeply_nested_body_is_400(client: TestClient) -> None:
     body = _request()
-    body["prefetch"]["junk"] = nested
+    body["context"]["vendorData"] = _nested(500)
     _error(client.post(SERVICE_URL, json=body), 400, "too_deeply_nested")
+
+
+def test_deeply_nested_resource_is_skipped_and_the_rest_decided(client: TestClient) -> None:
+    body = _request()
+    bad = {"resourceType": "Condition", "id": "deep", "subject": {"reference": "Patient/pv01-patient"}, "note": [{"text": "x", "extension": [_nested(900)]}]}
+    body["prefetch"]["conditions"]["entry"].append({"resource": bad})
+    body["prefetch"]["junk"] = _nested(900)  # not a key the service reads: never walked
+    response = client.post(SERVICE_URL, json=body)
+    assert response.status_code == 200
+    assert response.json()["cards"][0]["indicator"] == "critical"
 
 
 def test_extremely_deep_json_is_400_not_a_crash(client: TestClient) -> None:

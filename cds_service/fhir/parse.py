@@ -24,6 +24,8 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from cds_service.jsonlimits import nested_deeper_than
+
 log = logging.getLogger(__name__)
 
 # Top-level elements whose loss would change what a resource says: never dropped, the resource is skipped.
@@ -95,7 +97,13 @@ def parse_resource(raw: Any) -> ParseOutcome:
         model_class = get_fhir_model_class(resource_type)
     except (KeyError, ValueError, AttributeError):
         return ParseOutcome(None, reason=f"unknown resourceType {resource_type[:40]!r}")
+    if nested_deeper_than(raw):
+        return ParseOutcome(None, reason="nested too deeply")
     essential = ESSENTIAL_ELEMENTS.get(resource_type, frozenset())
+    try:  # the usual case: a valid resource, validated once, with no copy
+        return ParseOutcome(model_class.model_validate(raw))
+    except (ValidationError, ValueError, TypeError, RecursionError):
+        pass
 
     data = _stringify_numbers(raw)
     dropped: list[str] = []
@@ -105,7 +113,7 @@ def parse_resource(raw: Any) -> ParseOutcome:
             return ParseOutcome(model_class.model_validate(data), dropped)
         except ValidationError as exc:
             errors = exc.errors(include_input=False, include_url=False, include_context=False)
-        except (ValueError, TypeError) as exc:  # fhir_core raises plain errors for some shapes
+        except (ValueError, TypeError, RecursionError) as exc:  # fhir_core raises plain errors for some shapes
             return ParseOutcome(None, dropped, reason=f"invalid {resource_type}: {type(exc).__name__}")
         if not copied:
             data, copied = copy.deepcopy(data), True

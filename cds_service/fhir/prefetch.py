@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
@@ -91,8 +91,12 @@ def read_prefetch(
     keys: Iterable[str],
     patient_id: str,
     wanted_types: frozenset[str],
+    select: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> PrefetchData:
-    """Validate the resources of `keys` in `prefetch`; keep only `wanted_types` of this patient."""
+    """Validate the resources of `keys` in `prefetch`; keep only `wanted_types` of this patient.
+
+    `select`, when given, sees each raw resource first and returns what to validate, or None to
+    skip it unvalidated (the clinical relevance filter: a long record's vital signs cost little)."""
     out = PrefetchData()
     prefetch = prefetch or {}
     for key in keys:
@@ -117,6 +121,10 @@ def read_prefetch(
             if _belongs_to_other_patient(raw, patient_id):
                 out.skipped["resource of another patient"] += 1
                 continue
+            if select is not None:
+                raw = select(raw)
+                if raw is None:
+                    continue
             outcome = parse_resource(raw)
             if outcome.resource is None:
                 out.skipped[outcome.reason or "unreadable"] += 1

@@ -1,6 +1,7 @@
 """Reading a request body safely: a size limit, JSON parsing, a nesting-depth limit.
 
-Too large -> 413; not JSON, not an object, or nested deeper than the limit -> 400. Nothing here can
+Too large -> 413; not JSON, not an object, or nested deeper than the limit -> 400 (orjson itself
+refuses more than 1024 levels). Nothing here can
 hang on a slow or endless body beyond the server's own timeouts: we stop reading at the limit.
 """
 
@@ -11,6 +12,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 
+from cds_service.jsonlimits import nested_deeper_than
 from cds_service.protocol.errors import CdsError
 
 
@@ -36,21 +38,12 @@ def _too_large(max_bytes: int) -> CdsError:
     return CdsError(413, "payload_too_large", f"The request body is larger than {max_bytes} bytes.")
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    """Iterative walk (no recursion) that stops as soon as `limit` nesting levels are passed."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
-    return False
+def parse_json_object(body: bytes, max_depth: int, checked_later: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The body as a JSON object, or a 400.
 
-
-def parse_json_object(body: bytes, max_depth: int) -> dict[str, Any]:
+    Members named in `checked_later` (a large `prefetch`) are not walked here: the data layer
+    checks the depth of each resource it reads, and never reads the others; walking thousands of
+    resources twice would cost more than the rest of the call."""
     if not body.strip():
         raise CdsError(400, "invalid_json", "The request body is empty; a JSON object is expected.")
     try:
@@ -59,6 +52,7 @@ def parse_json_object(body: bytes, max_depth: int) -> dict[str, Any]:
         raise CdsError(400, "invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(value, dict):
         raise CdsError(400, "invalid_request", "The request body must be a JSON object.")
-    if _depth_exceeds(value, max_depth):
+    envelope = {k: v for k, v in value.items() if k not in checked_later} if checked_later else value
+    if nested_deeper_than(envelope, max_depth):
         raise CdsError(400, "too_deeply_nested", f"The request body is nested deeper than {max_depth} levels.")
     return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
@@ -53,7 +54,9 @@ async def call_service(service_id: str, request: Request) -> Response:
     if service is None:
         raise CdsError(404, "unknown_service", f"No CDS service with id {service_id[:80]!r}.")
     limits = request.app.state.settings
-    body = parse_json_object(await read_limited_body(request, limits.max_body_bytes), limits.max_json_depth)
+    body = parse_json_object(
+        await read_limited_body(request, limits.max_body_bytes), limits.max_json_depth, checked_later=frozenset({"prefetch"})
+    )
     try:
         cds_request = CdsRequest.model_validate(body)
     except ValidationError as exc:
@@ -88,4 +91,4 @@ async def call_service(service_id: str, request: Request) -> Response:
             [{"prefetchKey": key, "reason": reason} for key, reason in exc.reasons.items()],
         )
     _log_call(cds_request, service_id, 200, started, cards=len(response.cards), indicators=[c.indicator for c in response.cards])
-    return JSONResponse(response.model_dump(mode="json", exclude_none=True))
+    return Response(orjson.dumps(response.model_dump(mode="json", exclude_none=True)), media_type="application/json")

@@ -16,6 +16,7 @@ from cds_service.clinical.alert_fatigue import quiet_after_override
 from cds_service.clinical.decision import decide
 from cds_service.clinical.extract import extract_facts
 from cds_service.clinical.facts import RuleSettings
+from cds_service.clinical.relevance import RelevanceFilter
 from cds_service.clinical.multiple_sclerosis import ms_findings
 from cds_service.fhir.source import MissingDataFetcher
 from cds_service.protocol.models import CdsRequest, CdsResponse, PatientViewContext, ServiceDescriptor
@@ -56,13 +57,19 @@ class MsBackPainPatientView:
             ),
         )
         self._clock, self._content = clock, card_content
+        self._relevance = RelevanceFilter.from_value_sets()
         self._rules, self._smart_app, self._memory = rules, smart_app, memory
 
     async def handle(self, request: CdsRequest, context: BaseModel) -> CdsResponse:
         assert isinstance(context, PatientViewContext)
         patient_id = context.patientId
         now = self._clock()
-        data = await self._data.load(request, patient_id, has_ms=lambda conditions: bool(ms_findings(conditions)[0]))
+        data = await self._data.load(
+            request,
+            patient_id,
+            has_ms=lambda conditions: bool(ms_findings(conditions)[0]),
+            select=lambda raw: self._relevance.select(raw, now.date(), self._rules.lookback_days),
+        )
         if data is None:
             return CdsResponse(cards=[])
         facts = extract_facts(data.resources, now.date(), self._rules, data.medications_assessed)

@@ -16,6 +16,7 @@ from cds_service.cards.order_cards import build_order_card
 from cds_service.clinical.decision import decide
 from cds_service.clinical.extract import extract_facts
 from cds_service.clinical.facts import RuleSettings
+from cds_service.clinical.relevance import RelevanceFilter
 from cds_service.clinical.multiple_sclerosis import ms_findings
 from cds_service.clinical.order_rules import advise_orders
 from cds_service.clinical.orders import DraftOrder, classify_order, order_reason_findings, reason_conditions
@@ -96,6 +97,7 @@ class MsBackPainOrders:
         )
         self._clock, self._content, self._rules, self._smart_app = clock, card_content, rules, smart_app
         self._memory = memory
+        self._relevance = RelevanceFilter.from_value_sets()
 
     async def handle(self, request: CdsRequest, context: BaseModel) -> CdsResponse:
         assert isinstance(context, OrderSignContext)
@@ -116,7 +118,12 @@ class MsBackPainOrders:
         def has_ms(conditions: list[Any]) -> bool:
             return bool(ms_findings(conditions + reason_conds)[0] or order_reason_findings(targets, now.date())[0])
 
-        data = await self._data.load(request, context.patientId, has_ms=has_ms)
+        data = await self._data.load(
+            request,
+            context.patientId,
+            has_ms=has_ms,
+            select=lambda raw: self._relevance.select(raw, now.date(), self._rules.lookback_days),
+        )
         if data is None:
             return CdsResponse(cards=[])
         # The selected orders' own reasons count as evidence; other drafts are context only.

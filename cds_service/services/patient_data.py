@@ -39,6 +39,13 @@ def prefetch_templates() -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class _Call:
+    request: CdsRequest
+    patient_id: str
+    select: Callable[[dict[str, Any]], dict[str, Any] | None] | None
+
+
+@dataclass(frozen=True)
 class PatientData:
     resources: list[Any]
     medications_assessed: bool
@@ -49,13 +56,14 @@ class PatientDataLoader:
         self.templates = prefetch_templates()
         self._fetcher = fetcher
 
-    async def _fetch_missing(self, data: PrefetchData, keys: tuple[str, ...], request: CdsRequest, patient_id: str) -> None:
+    async def _fetch_missing(self, data: PrefetchData, keys: tuple[str, ...], call: _Call) -> None:
         """Read the unusable ones of `keys` from the FHIR server, all at once; failures stay unavailable."""
         missing = [k for k in keys if k in data.unavailable and k not in data.fetch_attempted]
         if not missing:
             return
         data.fetch_attempted.update(missing)
-        queries = {k: self.templates[k].replace("{{context.patientId}}", patient_id) for k in missing}
+        queries = {k: self.templates[k].replace("{{context.patientId}}", call.patient_id) for k in missing}
+        request = call.request
         token = request.fhirAuthorization.access_token.get_secret_value() if request.fhirAuthorization else None
         failures: dict[str, str] = {}
         try:
@@ -65,7 +73,7 @@ class PatientDataLoader:
         for key, reason in failures.items():
             data.unavailable[key] = f"{data.unavailable[key]}; {reason}"
         readable = [k for k in missing if k in fetched]
-        again = read_prefetch(fetched, readable, patient_id, WANTED_TYPES)
+        again = read_prefetch(fetched, readable, call.patient_id, WANTED_TYPES, call.select)
         for key in readable:
             if key in again.unavailable:
                 data.unavailable[key] = f"{data.unavailable[key]}; from the FHIR server: {again.unavailable[key]}"
@@ -73,23 +81,32 @@ class PatientDataLoader:
                 data.resources[key] = again.resources[key]
                 del data.unavailable[key]
 
-    async def _require(self, data: PrefetchData, keys: tuple[str, ...], request: CdsRequest, patient_id: str) -> None:
+    async def _require(self, data: PrefetchData, keys: tuple[str, ...], call: _Call) -> None:
         """Make sure `keys` are usable (fetching them if needed), else raise DataUnavailable (412)."""
-        await self._fetch_missing(data, keys, request, patient_id)
+        await self._fetch_missing(data, keys, call)
         unavailable = {k: data.unavailable[k] for k in keys if k in data.unavailable}
         if unavailable:
             raise DataUnavailable(unavailable)
 
-    async def load(self, request: CdsRequest, patient_id: str, has_ms: Callable[[list[Any]], bool]) -> PatientData | None:
-        """The patient's resources, or None when the Conditions show no MS (`has_ms` decides)."""
-        data = read_prefetch(request.prefetch, self.templates.keys(), patient_id, WANTED_TYPES)
+    async def load(
+        self,
+        request: CdsRequest,
+        patient_id: str,
+        has_ms: Callable[[list[Any]], bool],
+        select: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+    ) -> PatientData | None:
+        """The patient's resources, or None when the Conditions show no MS (`has_ms` decides).
+
+        `select` declines (or trims) raw resources before they are validated: see clinical/relevance.py."""
+        call = _Call(request, patient_id, select)
+        data = read_prefetch(request.prefetch, self.templates.keys(), patient_id, WANTED_TYPES, select)
         if "conditions" in data.unavailable:
             # Nothing can be decided without Conditions: read every missing key in one concurrent
             # round trip rather than one stage after another (the EHR's time budget is ~500 ms).
-            await self._fetch_missing(data, REQUIRED_ALWAYS + REQUIRED_WITH_MS + OPTIONAL, request, patient_id)
-        await self._require(data, REQUIRED_ALWAYS, request, patient_id)
+            await self._fetch_missing(data, REQUIRED_ALWAYS + REQUIRED_WITH_MS + OPTIONAL, call)
+        await self._require(data, REQUIRED_ALWAYS, call)
         if not has_ms(data.resources["conditions"]):
             return None
-        await self._fetch_missing(data, REQUIRED_WITH_MS + OPTIONAL, request, patient_id)
-        await self._require(data, REQUIRED_WITH_MS, request, patient_id)
+        await self._fetch_missing(data, REQUIRED_WITH_MS + OPTIONAL, call)
+        await self._require(data, REQUIRED_WITH_MS, call)
         return PatientData(data.all_resources(), medications_assessed="medications" not in data.unavailable)

@@ -1,0 +1,154 @@
+"""Which raw resources the rules could possibly use: a cheap test run on the JSON *before* the
+expensive `fhir.resources` validation, so a long record (thousands of vital signs and lab results)
+costs little. It must never drop a resource a rule could use: it is a superset of the rules.
+
+Kept: every Patient, Condition, ImagingStudy and Medication (few, and read by several rules); a
+MedicationRequest / MedicationStatement whose drug could be an NSAID or opioid (or is referenced);
+an Observation that carries a code or phrase of any finding the rules know (any date), or a chief
+complaint / pain score / pain location inside the look-back window (the only rule reading those is
+the back-pain rule, which only counts them inside the window).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cds_service.clinical import valuesets
+from cds_service.clinical.reading import to_date, within_days
+
+# Every Observation element a rule reads (see reading.py, back_pain.py, red_flags.py, cord_features.py).
+OBSERVATION_ELEMENTS_READ = frozenset(
+    {
+        "resourceType", "id", "status", "code", "subject", "bodySite", "note", "component",
+        "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued",
+        "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger", "valueQuantity",
+    }
+)
+_ALWAYS = frozenset({"Patient", "Condition", "ImagingStudy", "Medication"})
+_FINDING_SETS = ("multiple_sclerosis", "back_pain", "red_flags", "cord_features", "mechanical_pattern")
+_EXTRA_PHRASES = (("cord_features", "shockText"), ("mechanical_pattern", "poorResponseText"))
+
+
+def _codings(concept: Any) -> list[Any]:
+    if isinstance(concept, dict):
+        codings = concept.get("coding")
+        return codings if isinstance(codings, list) else []
+    return []
+
+
+def _text_of(concept: Any, out: list[str]) -> None:
+    if isinstance(concept, dict):
+        if isinstance(concept.get("text"), str):
+            out.append(concept["text"])
+        for coding in _codings(concept):
+            if isinstance(coding, dict) and isinstance(coding.get("display"), str):
+                out.append(coding["display"])
+
+
+@dataclass(frozen=True)
+class RelevanceFilter:
+    finding_codes: frozenset[tuple[str, str]]
+    icd10_prefixes: tuple[str, ...]
+    finding_text: re.Pattern[str]
+    window_codes: frozenset[tuple[str, str]]  # chief complaint, pain score, pain location
+    drug_codes: frozenset[tuple[str, str]]
+    drug_text: re.Pattern[str]
+
+    @classmethod
+    def from_value_sets(cls) -> RelevanceFilter:
+        codes: set[tuple[str, str]] = set()
+        prefixes: set[str] = set()
+        phrases: list[str] = []
+        for name in _FINDING_SETS:
+            doc = valuesets.load(name)
+            for concept in doc.get("concepts", {}).values():
+                codes |= {(c["system"], c["code"]) for c in concept.get("codes", [])}
+                prefixes |= {valuesets.normalise_icd10(p) for p in concept.get("icd10Prefixes", [])}
+                phrases += concept.get("text", [])
+        for name, element in _EXTRA_PHRASES:
+            phrases += valuesets.load(name).get(element, [])
+        window = {(c["system"], c["code"]) for concept in valuesets.load("observation_codes")["concepts"].values() for c in concept["codes"]}
+        analgesics = valuesets.load("analgesics")
+        drug_codes = {(c["system"], c["code"]) for concept in analgesics["concepts"].values() for c in concept["codes"]}
+        drug_codes |= {(p["system"], p["code"]) for p in analgesics["products"]}
+        drug_phrases = [t for concept in analgesics["concepts"].values() for t in concept["text"]]
+        finding_text = valuesets.phrase_pattern(phrases)
+        drug_text = valuesets.phrase_pattern(drug_phrases)
+        assert finding_text is not None and drug_text is not None
+        return cls(frozenset(codes), tuple(sorted(prefixes)), finding_text, frozenset(window), frozenset(drug_codes), drug_text)
+
+    def _has_finding_code(self, codings: list[Any]) -> bool:
+        for coding in codings:
+            if not isinstance(coding, dict):
+                continue
+            system, code = coding.get("system"), coding.get("code")
+            if code is None:
+                continue
+            code = str(code)
+            if (system, code) in self.finding_codes:
+                return True
+            if valuesets.is_icd10_system(system) and valuesets.normalise_icd10(code).startswith(self.icd10_prefixes):
+                return True
+        return False
+
+    def _medication(self, raw: dict[str, Any]) -> bool:
+        if "medicationReference" in raw:
+            return True  # the drug is elsewhere: keep it, the rule resolves the reference
+        concept = raw.get("medicationCodeableConcept")
+        for coding in _codings(concept):
+            if isinstance(coding, dict) and (coding.get("system"), str(coding.get("code"))) in self.drug_codes:
+                return True
+        texts: list[str] = []
+        _text_of(concept, texts)
+        return bool(texts) and self.drug_text.search(" | ".join(texts)) is not None
+
+    def _observation(self, raw: dict[str, Any], now: dt.date, lookback_days: int) -> bool:
+        concepts = [raw.get("code"), raw.get("valueCodeableConcept")]
+        bodysite = raw.get("bodySite")
+        for component in raw.get("component") or []:
+            if isinstance(component, dict):
+                concepts += [component.get("code"), component.get("valueCodeableConcept")]
+        codings = [c for concept in concepts for c in _codings(concept)]
+        if self._has_finding_code(codings):
+            return True
+        texts: list[str] = []
+        for concept in concepts + [bodysite]:
+            _text_of(concept, texts)
+        for key in ("valueString",):
+            if isinstance(raw.get(key), str):
+                texts.append(raw[key])
+        texts += [n["text"] for n in raw.get("note") or [] if isinstance(n, dict) and isinstance(n.get("text"), str)]
+        texts += [c["valueString"] for c in raw.get("component") or [] if isinstance(c, dict) and isinstance(c.get("valueString"), str)]
+        if texts and self.finding_text.search(" | ".join(texts)):
+            return True
+        if any(isinstance(c, dict) and (c.get("system"), str(c.get("code"))) in self.window_codes for c in codings):
+            period = raw.get("effectivePeriod")
+            start = period.get("start") if isinstance(period, dict) else None
+            raw_date = raw.get("effectiveDateTime") or start or raw.get("effectiveInstant") or raw.get("issued")
+            date = to_date(raw_date) if isinstance(raw_date, str) else None
+            return date is None or within_days(date, now, lookback_days)
+        return False
+
+    def select(self, raw: dict[str, Any], now: dt.date, lookback_days: int) -> dict[str, Any] | None:
+        """The part of `raw` worth validating, or None when no rule can use the resource.
+
+        An Observation is cut down to the elements the rules read (narrative, performer, encounter,
+        reference ranges ... are left out): validating less is faster and changes no decision."""
+        if not self.keep(raw, now, lookback_days):
+            return None
+        if raw.get("resourceType") == "Observation":
+            return {k: v for k, v in raw.items() if k in OBSERVATION_ELEMENTS_READ}
+        return raw
+
+    def keep(self, raw: dict[str, Any], now: dt.date, lookback_days: int) -> bool:
+        resource_type = raw.get("resourceType")
+        if resource_type in _ALWAYS:
+            return True
+        if resource_type == "Observation":
+            return self._observation(raw, now, lookback_days)
+        if resource_type in ("MedicationRequest", "MedicationStatement"):
+            return self._medication(raw)
+        return False
