@@ -7,7 +7,7 @@ import time
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import ValidationError
 
 from cds_service.fhir.source import DataUnavailable, ServerNotAllowed
