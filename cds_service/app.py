@@ -17,6 +17,7 @@ from cds_service.clinical.facts import RuleSettings
 from cds_service.fhir.client import FhirSearchClient
 from cds_service.fhir.source import MissingDataFetcher, NoFhirServerFetcher
 from cds_service.logs import configure_logging
+from cds_service.observability import install_observability
 from cds_service.protocol.errors import install_error_handlers
 from cds_service.protocol.http_security import install_http_security
 from cds_service.protocol.routes import router
@@ -85,6 +86,7 @@ def create_app(
     app.include_router(router)
     install_storage(app, storage)
     install_feedback_routes(app)
+    install_observability(app)
     if install_auth:
         install_client_auth(app, auth or AuthSettings())
     install_http_security(app, settings.cors_allow_origins)

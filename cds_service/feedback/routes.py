@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from cds_service.feedback.models import FeedbackItem, FeedbackRequest
+from cds_service.observability import FEEDBACK
 from cds_service.protocol.body import parse_json_object, read_limited_body
 from cds_service.protocol.errors import CdsError, validation_details
 from cds_service.storage.db import Storage
@@ -76,6 +77,8 @@ async def post_feedback(service_id: str, request: Request) -> JSONResponse:
     except (DBAPIError, PoolTimeoutError, OSError) as exc:
         log.error("feedback service=%s outcome=503 storage error %s", service_id, type(exc).__name__)
         raise CdsError(503, "storage_unavailable", "Feedback cannot be stored at the moment; please send it again later.") from None
+    for item in feedback.feedback:
+        FEEDBACK.labels(service_id, item.outcome).inc()
     log.info(
         "feedback service=%s outcome=200 received=%d stored=%d duplicates=%d unknown_cards=%d duration_ms=%.1f",
         service_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Mapping
 from urllib.parse import urljoin, urlsplit
 
@@ -19,6 +20,7 @@ import httpx
 import orjson
 
 from cds_service.fhir.source import DataUnavailable, ServerNotAllowed
+from cds_service.observability import FHIR_READ_SECONDS, FHIR_READS
 
 log = logging.getLogger(__name__)
 
@@ -107,28 +109,47 @@ class FhirSearchClient:
         return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
 
     async def _get(self, url: str, headers: dict[str, str], single: bool) -> dict[str, Any]:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await self._read(url, headers, single)
+        except _SearchFailed as exc:
+            outcome = exc.kind
+            raise
+        except asyncio.CancelledError:
+            outcome = "deadline"
+            raise
+        finally:
+            FHIR_READS.labels(outcome).inc()
+            FHIR_READ_SECONDS.labels(outcome).observe(time.perf_counter() - started)
+
+    async def _read(self, url: str, headers: dict[str, str], single: bool) -> dict[str, Any]:
         try:
             response = await self._http.get(url, headers=headers, follow_redirects=False)
         except httpx.TimeoutException:
-            raise _SearchFailed("the FHIR server timed out") from None
+            raise _SearchFailed("the FHIR server timed out", "timeout") from None
         except httpx.HTTPError as exc:
-            raise _SearchFailed(f"could not reach the FHIR server ({type(exc).__name__})") from None
+            raise _SearchFailed(f"could not reach the FHIR server ({type(exc).__name__})", "connection") from None
         if response.status_code in (401, 403):
-            raise _SearchFailed(f"the FHIR server refused the access token (HTTP {response.status_code})")
+            raise _SearchFailed(f"the FHIR server refused the access token (HTTP {response.status_code})", "unauthorized")
         if response.status_code != 200:
-            raise _SearchFailed(f"the FHIR server answered HTTP {response.status_code}")
+            raise _SearchFailed(f"the FHIR server answered HTTP {response.status_code}", "http_error")
         try:
             body = orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            raise _SearchFailed("the FHIR server's answer is not JSON") from None
+            raise _SearchFailed("the FHIR server's answer is not JSON", "invalid_body") from None
         if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
-            raise _SearchFailed("the FHIR server's answer is not a FHIR resource")
+            raise _SearchFailed("the FHIR server's answer is not a FHIR resource", "invalid_body")
         if body["resourceType"] == "OperationOutcome":
-            raise _SearchFailed("the FHIR server answered with an OperationOutcome")
+            raise _SearchFailed("the FHIR server answered with an OperationOutcome", "operation_outcome")
         if not single and body["resourceType"] != "Bundle":
-            raise _SearchFailed("the FHIR server's search answer is not a Bundle")
+            raise _SearchFailed("the FHIR server's search answer is not a Bundle", "invalid_body")
         return body
 
 
 class _SearchFailed(Exception):
     """One search could not be completed; the message is safe to show (no PHI, no token)."""
+
+    def __init__(self, message: str, kind: str = "paging"):
+        super().__init__(message)
+        self.kind = kind  # the metrics label

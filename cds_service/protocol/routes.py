@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from cds_service.fhir.source import DataUnavailable, ServerNotAllowed
+from cds_service.observability import CALL_SECONDS, CALLS, CARDS
 from cds_service.protocol.body import parse_json_object, read_limited_body
 from cds_service.protocol.errors import CdsError, error_response, validation_details
 from cds_service.protocol.models import CdsRequest, DiscoveryResponse
@@ -26,7 +27,12 @@ def _registry(request: Request) -> ServiceRegistry:
 
 
 def _log_call(request: CdsRequest, service_id: str, status: int, started: float, **fields: object) -> None:
-    """One structured line per call: no patient id, no resource content, no token."""
+    """One structured line and the metrics per call: no patient id, no resource content, no token."""
+    elapsed = time.perf_counter() - started
+    CALLS.labels(service_id, str(status)).inc()
+    CALL_SECONDS.labels(service_id, str(status)).observe(elapsed)
+    for indicator in fields.get("indicators", ()) or ():  # type: ignore[union-attr]
+        CARDS.labels(service_id, str(indicator)).inc()
     log.info(
         "cds call",
         extra={
@@ -36,7 +42,7 @@ def _log_call(request: CdsRequest, service_id: str, status: int, started: float,
             "hook": request.hook[:40],
             "outcome": "cards" if status == 200 else "error",
             "status": status,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            "duration_ms": round(elapsed * 1000, 1),
             **fields,
         },
     )
