@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from cds_service import __version__
+from cds_service.cards import orders
 from cds_service.cards.content import load_card_content
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import RuleSettings
@@ -52,6 +53,7 @@ def create_app(
     settings = settings or Settings()
     configure_logging(settings.log_level)
     valuesets.warm_up()
+    orders.warm_up()
     rules = RuleSettings(settings.lookback_days, settings.recent_mri_days, settings.nsaid_trial_days)
     smart_app = (settings.smart_app_label, settings.smart_app_url) if settings.smart_app_url else None
     http: httpx.AsyncClient | None = None

@@ -1,12 +1,14 @@
-"""Draft orders the cards suggest: FHIR R4 ServiceRequests for the spinal MRI, validated with
-`fhir.resources` before they leave the service. The service suggests imaging only: never a
+"""Draft orders the cards suggest: FHIR R4 ServiceRequests for the spinal MRI, built from a template
+validated with `fhir.resources` at start-up (and every one the tests see is validated again). The service suggests imaging only: never a
 medication order or a diagnosis.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import uuid
+from functools import cache
 from typing import Any
 
 from fhir.resources.R4B.servicerequest import ServiceRequest
@@ -21,6 +23,38 @@ _BODY_SITE = {
 _REQUESTER_TYPES = ("Practitioner/", "PractitionerRole/")
 
 
+@cache
+def _template(region: str) -> dict[str, Any]:
+    """The constant part of the order for `region`, validated with `fhir.resources` once (at the
+    first call, made at start-up). Per call only validated values are filled in: a FHIR id from the
+    context, references to resources that were themselves validated, and a timestamp we format."""
+    site_code, site_display = _BODY_SITE[region]
+    codings = [dict(c) for c in valuesets.load("spinal_mri")["orderable"][region]]
+    loinc = next(c for c in codings if c["system"] == valuesets.LOINC)
+    template: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "proposal",
+        "code": {"coding": codings, "text": loinc["display"]},
+        "bodySite": [{"coding": [{"system": valuesets.SNOMED, "code": site_code, "display": site_display}], "text": site_display}],
+    }
+    sample = {
+        **template,
+        "id": str(uuid.uuid4()),
+        "subject": {"reference": "Patient/example"},
+        "authoredOn": "2026-01-01T00:00:00+00:00",
+        "reasonReference": [{"reference": "Condition/example"}],
+        "requester": {"reference": "Practitioner/example"},
+    }
+    ServiceRequest.model_validate(sample)  # raises at start-up if the template is ever wrong
+    return template
+
+
+def warm_up() -> None:
+    for region in _BODY_SITE:
+        _template(region)
+
+
 def spinal_mri_request(
     region: str,
     patient_id: str,
@@ -29,24 +63,12 @@ def spinal_mri_request(
     authored: dt.datetime,
 ) -> dict[str, Any]:
     """A draft ServiceRequest for an MRI of `region` (cervical / thoracic) without and with contrast."""
-    site_code, site_display = _BODY_SITE[region]
-    codings = [dict(c) for c in valuesets.load("spinal_mri")["orderable"][region]]
-    loinc = next(c for c in codings if c["system"] == valuesets.LOINC)
-    resource: dict[str, Any] = {
-        "resourceType": "ServiceRequest",
-        "id": str(uuid.uuid4()),
-        "status": "draft",
-        "intent": "proposal",
-        "code": {"coding": codings, "text": loinc["display"]},
-        "subject": {"reference": f"Patient/{patient_id}"},
-        "bodySite": [{"coding": [{"system": valuesets.SNOMED, "code": site_code, "display": site_display}], "text": site_display}],
-        "authoredOn": authored.astimezone(dt.timezone.utc).isoformat(timespec="seconds"),
-        "reasonReference": [{"reference": ref} for ref in reasons],
-    }
+    resource: dict[str, Any] = copy.deepcopy(_template(region))
+    resource["id"] = str(uuid.uuid4())
+    resource["subject"] = {"reference": f"Patient/{patient_id}"}
+    resource["authoredOn"] = authored.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+    if reasons:
+        resource["reasonReference"] = [{"reference": ref} for ref in reasons]
     if user_id and user_id.startswith(_REQUESTER_TYPES):
         resource["requester"] = {"reference": user_id}
-    if not resource["reasonReference"]:
-        del resource["reasonReference"]
-    # Raises if we ever build an invalid resource: a bug to catch in tests, never to send to an EHR.
-    ServiceRequest.model_validate(resource)
     return resource

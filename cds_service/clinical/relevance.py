@@ -19,14 +19,18 @@ from typing import Any
 from cds_service.clinical import valuesets
 from cds_service.clinical.reading import to_date, within_days
 
-# Every Observation element a rule reads (see reading.py, back_pain.py, red_flags.py, cord_features.py).
-OBSERVATION_ELEMENTS_READ = frozenset(
-    {
-        "resourceType", "id", "status", "code", "subject", "bodySite", "note", "component",
-        "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued",
-        "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger", "valueQuantity",
-    }
-)
+# Every element a rule reads, for the resource types that come in bulk (reading.py and the rules).
+ELEMENTS_READ = {
+    "Observation": frozenset(
+        {
+            "resourceType", "id", "status", "code", "subject", "bodySite", "note", "component",
+            "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued",
+            "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger", "valueQuantity",
+        }
+    ),
+    "ImagingStudy": frozenset({"resourceType", "id", "status", "subject", "started", "modality", "procedureCode", "description", "series"}),
+}
+IMAGING_SERIES_ELEMENTS_READ = frozenset({"uid", "modality", "bodySite", "description"})
 _ALWAYS = frozenset({"Patient", "Condition", "ImagingStudy", "Medication"})
 _FINDING_SETS = ("multiple_sclerosis", "back_pain", "red_flags", "cord_features", "mechanical_pattern")
 _EXTRA_PHRASES = (("cord_features", "shockText"), ("mechanical_pattern", "poorResponseText"))
@@ -135,13 +139,20 @@ class RelevanceFilter:
     def select(self, raw: dict[str, Any], now: dt.date, lookback_days: int) -> dict[str, Any] | None:
         """The part of `raw` worth validating, or None when no rule can use the resource.
 
-        An Observation is cut down to the elements the rules read (narrative, performer, encounter,
-        reference ranges ... are left out): validating less is faster and changes no decision."""
+        Observations and ImagingStudies are cut down to the elements the rules read (narrative,
+        performer, reference ranges, image instances ... are left out): validating less is faster and
+        changes no decision."""
         if not self.keep(raw, now, lookback_days):
             return None
-        if raw.get("resourceType") == "Observation":
-            return {k: v for k, v in raw.items() if k in OBSERVATION_ELEMENTS_READ}
-        return raw
+        elements = ELEMENTS_READ.get(raw.get("resourceType", ""))
+        if elements is None:
+            return raw
+        trimmed = {k: v for k, v in raw.items() if k in elements}
+        if "series" in trimmed and isinstance(trimmed["series"], list):  # not the (many) instances
+            trimmed["series"] = [
+                {k: v for k, v in s.items() if k in IMAGING_SERIES_ELEMENTS_READ} if isinstance(s, dict) else s for s in trimmed["series"]
+            ]
+        return trimmed
 
     def keep(self, raw: dict[str, Any], now: dt.date, lookback_days: int) -> bool:
         resource_type = raw.get("resourceType")
