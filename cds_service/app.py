@@ -62,9 +62,12 @@ def create_app(
         http = httpx.AsyncClient(timeout=httpx.Timeout(settings.fhir_deadline_seconds), limits=httpx.Limits(max_connections=50))
         fetcher = FhirSearchClient(http, settings.fhir_server_allowlist, settings.fhir_deadline_seconds, settings.fhir_max_resources)
 
+    memory = CardMemory(lambda: getattr(app.state, "storage", None))
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await memory.drain()
         if http is not None:
             await http.aclose()
 
@@ -75,7 +78,7 @@ def create_app(
         card_content=load_card_content(settings.cards_dir),
         rules=rules,
         smart_app=smart_app,
-        memory=CardMemory(lambda: getattr(app.state, "storage", None)),
+        memory=memory,
     )
     services = [
         MsBackPainPatientView(**common),

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import Finding
 from cds_service.clinical.reading import (
+    codings,
     condition_is_active,
     evidence,
     match_codes,
@@ -30,10 +31,8 @@ def _shock_with_neck_flexion(text: str) -> bool:
     return bool(affirmed_phrase(text, shock) and affirmed_phrase(text, flexion))
 
 
-def _match(resource: Any, concept: valuesets.Concept) -> str | None:
+def _match(resource: Any, concept: valuesets.Concept, all_texts: list[str]) -> str | None:
     is_observation = resource.get_resource_type() == "Observation"
-    if is_observation and observation_is_negative(resource):
-        return None
     matched = match_concept(resource.code, concept)
     if matched:
         return matched
@@ -41,7 +40,7 @@ def _match(resource: Any, concept: valuesets.Concept) -> str | None:
         matched = match_codes(resource.valueCodeableConcept, concept)
         if matched:
             return matched
-    for text in resource_texts(resource):
+    for text in all_texts:
         if affirmed_phrase(text, concept.text) or (concept.key == "lhermitte" and _shock_with_neck_flexion(text)):
             return f'text "{text}"'
     return None
@@ -51,9 +50,17 @@ def cord_feature_findings(conditions: Iterable[Any], observations: Iterable[Any]
     concepts = valuesets.concepts("cord_features").values()
     found = [f for f in ms if f.concept == MS_OF_SPINAL_CORD]
     resources = [c for c in conditions if condition_is_active(c)] + [o for o in observations if observation_is_usable(o)]
+    quick = valuesets.screen("cord_features", "shockText")
     for resource in resources:
+        is_observation = resource.get_resource_type() == "Observation"
+        if is_observation and observation_is_negative(resource):
+            continue
+        all_texts = resource_texts(resource)
+        codings_seen = list(codings(resource.code)) + (list(codings(resource.valueCodeableConcept)) if is_observation else [])
+        if not quick.may_match(codings_seen, all_texts):
+            continue
         for concept in concepts:
-            matched = _match(resource, concept)
+            matched = _match(resource, concept, all_texts)
             if matched:
                 found.append(Finding(concept.key, concept.label, evidence(resource, matched)))
     return found

@@ -18,6 +18,7 @@ from cds_service.clinical import valuesets
 from cds_service.clinical.facts import Finding
 from cds_service.clinical.reading import (
     clinical_date,
+    codings,
     condition_is_active,
     condition_is_erroneous,
     evidence,
@@ -27,6 +28,7 @@ from cds_service.clinical.reading import (
     observation_is_usable,
     observation_value_texts,
     resource_texts,
+    texts,
     within_days,
 )
 from cds_service.clinical.text import affirmed_phrase, any_phrase
@@ -63,8 +65,16 @@ def red_flag_findings(
         if observation_is_usable(observation):
             candidates.append((observation, within_days(clinical_date(observation), now, lookback_days)))
 
+    quick = valuesets.screen("red_flags")
     for resource, is_new in candidates:
         is_observation = resource.get_resource_type() == "Observation"
+        if is_observation:
+            codings_seen = list(codings(resource.code)) + list(codings(resource.valueCodeableConcept))
+            texts_seen = texts(resource.code) + observation_value_texts(resource)
+        else:
+            codings_seen, texts_seen = list(codings(resource.code)), texts(resource.code)
+        if not quick.may_match(codings_seen, texts_seen):
+            continue
         for concept in concepts:
             matched = _observation_match(resource, concept) if is_observation else match_concept(resource.code, concept)
             if not matched:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Iterable
 
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
@@ -107,6 +107,37 @@ def concepts(name: str) -> dict[str, Concept]:
 def phrases(name: str, element: str) -> re.Pattern[str] | None:
     """A phrase list stored beside the concepts (e.g. `bilateralText`), as one regex."""
     return phrase_pattern(load(name).get(element, []))
+
+
+@dataclass(frozen=True)
+class Screen:
+    """A quick test that *no* concept of a value set can match a resource, so the per-concept rules
+    can be skipped. It only says "maybe": the rules still decide."""
+
+    codes: frozenset[tuple[str, str]]
+    icd10: bool
+    text: re.Pattern[str] | None
+
+    def may_match(self, codings: Iterable[Any], texts: list[str]) -> bool:
+        for coding in codings:
+            if coding.code and ((coding.system, coding.code) in self.codes or (self.icd10 and is_icd10_system(coding.system))):
+                return True
+        return bool(texts) and self.text is not None and self.text.search(" | ".join(texts)) is not None
+
+
+@cache
+def screen(name: str, *extra_phrases: str) -> Screen:
+    """The screen of value set `name`; `extra_phrases` names phrase lists stored beside the concepts."""
+    doc = load(name)
+    concepts_doc = doc.get("concepts", {}).values()
+    phrases_all = [p for c in concepts_doc for p in c.get("text", [])]
+    for element in extra_phrases:
+        phrases_all += doc.get(element, [])
+    return Screen(
+        codes=frozenset((c["system"], c["code"]) for concept in concepts_doc for c in concept.get("codes", [])),
+        icd10=any(concept.get("icd10Prefixes") for concept in concepts_doc),
+        text=phrase_pattern(phrases_all),
+    )
 
 
 ALL_VALUE_SETS = (

@@ -5,6 +5,7 @@ blocks a card: failures are logged (no PHI) and the call goes on as if nothing w
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from typing import Any, Callable
@@ -19,6 +20,24 @@ log = logging.getLogger(__name__)
 class CardMemory:
     def __init__(self, storage: Callable[[], Any]):
         self._storage = storage  # the app's Storage once started (None before, or when not installed)
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def remember_soon(
+        self, cards: list[Card], decision: Decision, service_id: str, hook_instance: str, patient_id: str, now: dt.datetime
+    ) -> None:
+        """Record the issued cards after the answer has gone: the EHR does not wait for our write.
+        (A crash in between loses only the link from later feedback to these cards; the feedback
+        itself is still stored.)"""
+        if self._storage() is None or not cards:
+            return
+        task = asyncio.get_running_loop().create_task(self.remember(cards, decision, service_id, hook_instance, patient_id, now))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Finish the writes still under way (at shutdown, before the storage closes)."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def last_override(self, service_id: str, patient_id: str, now: dt.datetime) -> OverrideMemory | None:
         storage = self._storage()

@@ -89,5 +89,5 @@ class MsBackPainPatientView:
         )
         cards = [card] if card else []
         if self._memory is not None:
-            await self._memory.remember(cards, decision, SERVICE_ID, request.hookInstance, patient_id, now)
+            self._memory.remember_soon(cards, decision, SERVICE_ID, request.hookInstance, patient_id, now)
         return CdsResponse(cards=cards)

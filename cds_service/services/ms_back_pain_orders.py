@@ -141,5 +141,5 @@ class MsBackPainOrders:
             for advice in advise_orders(decision, chosen, all_drafts)
         ]
         if self._memory is not None:
-            await self._memory.remember(cards, decision, self.descriptor.id, request.hookInstance, context.patientId, now)
+            self._memory.remember_soon(cards, decision, self.descriptor.id, request.hookInstance, context.patientId, now)
         return CdsResponse(cards=cards)
