@@ -9,6 +9,18 @@ import tempfile
 import uvicorn
 
 
+def _migrate_once_for_all_workers() -> None:
+    """Several workers would each migrate the same database at start-up (SQLite has no lock to
+    serialise them): do it once here, and tell the workers not to."""
+    from cds_service.storage.settings import StorageSettings
+
+    if StorageSettings().migrate_on_startup:
+        from cds_service.storage.migrations import upgrade_database
+
+        upgrade_database()
+        os.environ["CDS_MIGRATE_ON_STARTUP"] = "false"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cds-service", description="MS back pain CDS Hooks 2.0 service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
         upgrade_database()
         return
     if args.command == "serve":
+        if args.workers > 1:
+            _migrate_once_for_all_workers()
         if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # /metrics then adds up every worker (each worker writes its samples here).
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cds-metrics-")
