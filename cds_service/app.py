@@ -24,6 +24,7 @@ from cds_service.protocol.http_security import install_http_security
 from cds_service.protocol.routes import router
 from cds_service.protocol.service import ServiceRegistry
 from cds_service.security import AuthSettings, install_client_auth
+from cds_service.security.replay_shared import close_replay_cache, replay_cache_from_settings
 from cds_service.feedback.routes import install_feedback_routes
 from cds_service.services.card_memory import CardMemory
 from cds_service.services.ms_back_pain import MsBackPainPatientView
@@ -63,11 +64,18 @@ def create_app(
         fetcher = FhirSearchClient(http, settings.fhir_server_allowlist, settings.fhir_deadline_seconds, settings.fhir_max_resources)
 
     memory = CardMemory(lambda: getattr(app.state, "storage", None))
+    # Shared by every replica: Redis when configured, else the database (looked up once it is open).
+    replay_cache = replay_cache_from_settings(
+        settings.redis_url.get_secret_value() if settings.redis_url else None,
+        lambda: getattr(app.state, "storage", None),
+        key_prefix=settings.redis_key_prefix,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await memory.drain()
+        await close_replay_cache(replay_cache)
         if http is not None:
             await http.aclose()
 
@@ -93,7 +101,7 @@ def create_app(
     install_feedback_routes(app)
     install_observability(app)
     if install_auth:
-        install_client_auth(app, auth or AuthSettings())
+        install_client_auth(app, auth or AuthSettings(), replay_cache=replay_cache)
     install_http_security(app, settings.cors_allow_origins)
     return app
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,5 +35,10 @@ class Settings(BaseSettings):
 
     # Browser-based CDS clients: origins allowed by CORS, e.g. '["https://sandbox.cds-hooks.org"]'.
     cors_allow_origins: list[str] = Field(default_factory=list)
+
+    # Shared replay cache for client JWT ids across replicas (SET NX with expiry). Unset: the
+    # database's seen_jti table. Example: CDS_REDIS_URL=redis://redis:6379/0
+    redis_url: SecretStr | None = None
+    redis_key_prefix: str = "cds:replay:"
 
     log_level: str = "INFO"

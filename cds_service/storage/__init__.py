@@ -6,6 +6,7 @@ Wiring: `install_storage(app, StorageSettings())` after `create_app()`; the stor
 
 from __future__ import annotations
 
+from cds_service.storage import replay_model as _replay_model  # noqa: F401  (registers seen_jti)
 from cds_service.storage.db import PatientHasher, Storage, install_storage, open_storage
 from cds_service.storage.migrations import upgrade_database
 from cds_service.storage.repository import (
