@@ -211,8 +211,8 @@ async def recent_override(
         .order_by(f.outcome_timestamp.desc(), f.id.desc())
         .limit(1)
     )
-    async with storage.sessions() as session:
-        row = (await session.execute(statement)).first()
+    async with storage.engine.connect() as connection:  # on the hook path: a plain connection, no ORM session
+        row = (await connection.execute(statement)).first()
     if row is None:
         return None
     return OverrideMemory(
