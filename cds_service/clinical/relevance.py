@@ -12,7 +12,6 @@ the back-pain rule, which only counts them inside the window).
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,10 +55,10 @@ def _text_of(concept: Any, out: list[str]) -> None:
 class RelevanceFilter:
     finding_codes: frozenset[tuple[str, str]]
     icd10_prefixes: tuple[str, ...]
-    finding_text: re.Pattern[str]
+    finding_text: valuesets.PhraseGate
     window_codes: frozenset[tuple[str, str]]  # chief complaint, pain score, pain location
     drug_codes: frozenset[tuple[str, str]]
-    drug_text: re.Pattern[str]
+    drug_text: valuesets.PhraseGate
 
     @classmethod
     def from_value_sets(cls) -> RelevanceFilter:
@@ -79,8 +78,8 @@ class RelevanceFilter:
         drug_codes = {(c["system"], c["code"]) for concept in analgesics["concepts"].values() for c in concept["codes"]}
         drug_codes |= {(p["system"], p["code"]) for p in analgesics["products"]}
         drug_phrases = [t for concept in analgesics["concepts"].values() for t in concept["text"]]
-        finding_text = valuesets.phrase_pattern(phrases)
-        drug_text = valuesets.phrase_pattern(drug_phrases)
+        finding_text = valuesets.PhraseGate.of(phrases)
+        drug_text = valuesets.PhraseGate.of(drug_phrases)
         assert finding_text is not None and drug_text is not None
         return cls(frozenset(codes), tuple(sorted(prefixes)), finding_text, frozenset(window), frozenset(drug_codes), drug_text)
 
@@ -107,7 +106,7 @@ class RelevanceFilter:
                 return True
         texts: list[str] = []
         _text_of(concept, texts)
-        return bool(texts) and self.drug_text.search(" | ".join(texts)) is not None
+        return bool(texts) and self.drug_text.search(" | ".join(texts))
 
     def _observation(self, raw: dict[str, Any], now: dt.date, lookback_days: int) -> bool:
         concepts = [raw.get("code"), raw.get("valueCodeableConcept")]

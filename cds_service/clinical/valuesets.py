@@ -46,6 +46,33 @@ def system_name(system: str | None) -> str:
     return SYSTEM_NAMES.get(system, system)
 
 
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class PhraseGate:
+    """A cheap first test for a phrase list: a text can only contain a phrase (on word boundaries)
+    if it contains that phrase's first word. Most texts (vital signs, lab names) share no first word
+    with any phrase, and skip the slow many-alternative regex."""
+
+    first_words: frozenset[str]
+    pattern: re.Pattern[str]
+
+    @classmethod
+    def of(cls, phrases: list[str] | tuple[str, ...]) -> PhraseGate | None:
+        pattern = phrase_pattern(phrases)
+        if pattern is None:
+            return None
+        firsts = frozenset(_TOKEN.findall(p.lower())[0] for p in phrases if _TOKEN.search(p.lower()))
+        return cls(firsts, pattern)
+
+    def search(self, text: str) -> bool:
+        lowered = text.lower()
+        if self.first_words.isdisjoint(_TOKEN.findall(lowered)):
+            return False
+        return self.pattern.search(text) is not None
+
+
 def phrase_pattern(phrases: list[str] | tuple[str, ...]) -> re.Pattern[str] | None:
     """One case-insensitive regex matching any phrase on word boundaries, longest first."""
     if not phrases:
@@ -116,13 +143,13 @@ class Screen:
 
     codes: frozenset[tuple[str, str]]
     icd10: bool
-    text: re.Pattern[str] | None
+    text: PhraseGate | None
 
     def may_match(self, codings: Iterable[Any], texts: list[str]) -> bool:
         for coding in codings:
             if coding.code and ((coding.system, coding.code) in self.codes or (self.icd10 and is_icd10_system(coding.system))):
                 return True
-        return bool(texts) and self.text is not None and self.text.search(" | ".join(texts)) is not None
+        return bool(texts) and self.text is not None and self.text.search(" | ".join(texts))
 
 
 @cache
@@ -136,7 +163,7 @@ def screen(name: str, *extra_phrases: str) -> Screen:
     return Screen(
         codes=frozenset((c["system"], c["code"]) for concept in concepts_doc for c in concept.get("codes", [])),
         icd10=any(concept.get("icd10Prefixes") for concept in concepts_doc),
-        text=phrase_pattern(phrases_all),
+        text=PhraseGate.of(phrases_all),
     )
 
 

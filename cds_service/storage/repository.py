@@ -132,8 +132,8 @@ async def record_issued_cards(storage: Storage, cards: Iterable[CardRecord]) -> 
         .on_conflict_do_nothing(index_elements=["card_uuid"])
         .returning(table.c.card_uuid)
     )
-    async with storage.sessions.begin() as session:
-        return len((await session.execute(statement)).all())
+    async with storage.engine.begin() as connection:  # every issued card passes here: no ORM session
+        return len((await connection.execute(statement)).all())
 
 
 async def record_feedback(
