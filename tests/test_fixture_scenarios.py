@@ -120,5 +120,5 @@ def test_relevance_filter_changes_no_fact(name: str) -> None:
     relevance = RelevanceFilter.from_value_sets()
     keys, pid = prefetch_templates(), request["context"]["patientId"]
     everything = read_prefetch(request["prefetch"], keys, pid, WANTED_TYPES)
-    kept = read_prefetch(request["prefetch"], keys, pid, WANTED_TYPES, select=lambda raw: relevance.select(raw, NOW.date(), 90))
+    kept = read_prefetch(request["prefetch"], keys, pid, WANTED_TYPES, select=relevance.selector(NOW.date(), 90))
     assert extract_facts(kept.all_resources(), NOW.date()) == extract_facts(everything.all_resources(), NOW.date())

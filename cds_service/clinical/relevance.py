@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from cds_service.clinical import valuesets
 from cds_service.clinical.reading import to_date, within_days
@@ -30,6 +30,8 @@ ELEMENTS_READ = {
     "ImagingStudy": frozenset({"resourceType", "id", "status", "subject", "started", "modality", "procedureCode", "description", "series"}),
 }
 IMAGING_SERIES_ELEMENTS_READ = frozenset({"uid", "modality", "bodySite", "description"})
+FINDING, WINDOW = 1, 2
+_MEMO_LIMIT = 20_000
 _ALWAYS = frozenset({"Patient", "Condition", "ImagingStudy", "Medication"})
 _FINDING_SETS = ("multiple_sclerosis", "back_pain", "red_flags", "cord_features", "mechanical_pattern")
 _EXTRA_PHRASES = (("cord_features", "shockText"), ("mechanical_pattern", "poorResponseText"))
@@ -108,26 +110,51 @@ class RelevanceFilter:
         _text_of(concept, texts)
         return bool(texts) and self.drug_text.search(" | ".join(texts))
 
-    def _observation(self, raw: dict[str, Any], now: dt.date, lookback_days: int) -> bool:
-        concepts = [raw.get("code"), raw.get("valueCodeableConcept")]
-        bodysite = raw.get("bodySite")
+    def _concept_flags(self, concept: Any, memo: dict[tuple[Any, ...], int], codes_count: bool = True) -> int:
+        """FINDING | WINDOW for one CodeableConcept. A long record repeats the same few codes
+        thousands of times, so the answer is remembered per distinct concept (for one request only:
+        nothing read from a patient's record outlives the call)."""
+        if not isinstance(concept, dict):
+            return 0
+        codings = _codings(concept)
+        key = (
+            codes_count,
+            concept.get("text"),
+            tuple((c.get("system"), str(c.get("code")), c.get("display")) if isinstance(c, dict) else None for c in codings),
+        )
+        flags = memo.get(key)
+        if flags is None:
+            flags = 0
+            if codes_count and self._has_finding_code(codings):
+                flags |= FINDING
+            texts: list[str] = []
+            _text_of(concept, texts)
+            if texts and self.finding_text.search(" | ".join(texts)):
+                flags |= FINDING
+            if codes_count and any(isinstance(c, dict) and (c.get("system"), str(c.get("code"))) in self.window_codes for c in codings):
+                flags |= WINDOW
+            if len(memo) > _MEMO_LIMIT:
+                memo.clear()
+            memo[key] = flags
+        return flags
+
+    def _observation(self, raw: dict[str, Any], now: dt.date, lookback_days: int, memo: dict[tuple[Any, ...], int]) -> bool:
+        flags = self._concept_flags(raw.get("code"), memo) | self._concept_flags(raw.get("valueCodeableConcept"), memo)
+        flags |= self._concept_flags(raw.get("bodySite"), memo, codes_count=False)  # a body site is not a finding
+        texts: list[str] = []
         for component in raw.get("component") or []:
             if isinstance(component, dict):
-                concepts += [component.get("code"), component.get("valueCodeableConcept")]
-        codings = [c for concept in concepts for c in _codings(concept)]
-        if self._has_finding_code(codings):
+                flags |= self._concept_flags(component.get("code"), memo) | self._concept_flags(component.get("valueCodeableConcept"), memo)
+                if isinstance(component.get("valueString"), str):
+                    texts.append(component["valueString"])
+        if flags & FINDING:
             return True
-        texts: list[str] = []
-        for concept in concepts + [bodysite]:
-            _text_of(concept, texts)
-        for key in ("valueString",):
-            if isinstance(raw.get(key), str):
-                texts.append(raw[key])
+        if isinstance(raw.get("valueString"), str):
+            texts.append(raw["valueString"])
         texts += [n["text"] for n in raw.get("note") or [] if isinstance(n, dict) and isinstance(n.get("text"), str)]
-        texts += [c["valueString"] for c in raw.get("component") or [] if isinstance(c, dict) and isinstance(c.get("valueString"), str)]
         if texts and self.finding_text.search(" | ".join(texts)):
             return True
-        if any(isinstance(c, dict) and (c.get("system"), str(c.get("code"))) in self.window_codes for c in codings):
+        if flags & WINDOW:
             period = raw.get("effectivePeriod")
             start = period.get("start") if isinstance(period, dict) else None
             raw_date = raw.get("effectiveDateTime") or start or raw.get("effectiveInstant") or raw.get("issued")
@@ -135,13 +162,20 @@ class RelevanceFilter:
             return date is None or within_days(date, now, lookback_days)
         return False
 
-    def select(self, raw: dict[str, Any], now: dt.date, lookback_days: int) -> dict[str, Any] | None:
+    def selector(self, now: dt.date, lookback_days: int) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+        """`select` for one request (with that request's memory of the concepts already judged)."""
+        memo: dict[tuple[Any, ...], int] = {}
+        return lambda raw: self.select(raw, now, lookback_days, memo)
+
+    def select(
+        self, raw: dict[str, Any], now: dt.date, lookback_days: int, memo: dict[tuple[Any, ...], int] | None = None
+    ) -> dict[str, Any] | None:
         """The part of `raw` worth validating, or None when no rule can use the resource.
 
         Observations and ImagingStudies are cut down to the elements the rules read (narrative,
         performer, reference ranges, image instances ... are left out): validating less is faster and
         changes no decision."""
-        if not self.keep(raw, now, lookback_days):
+        if not self.keep(raw, now, lookback_days, memo if memo is not None else {}):
             return None
         elements = ELEMENTS_READ.get(raw.get("resourceType", ""))
         if elements is None:
@@ -153,12 +187,12 @@ class RelevanceFilter:
             ]
         return trimmed
 
-    def keep(self, raw: dict[str, Any], now: dt.date, lookback_days: int) -> bool:
+    def keep(self, raw: dict[str, Any], now: dt.date, lookback_days: int, memo: dict[tuple[Any, ...], int] | None = None) -> bool:
         resource_type = raw.get("resourceType")
         if resource_type in _ALWAYS:
             return True
         if resource_type == "Observation":
-            return self._observation(raw, now, lookback_days)
+            return self._observation(raw, now, lookback_days, memo if memo is not None else {})
         if resource_type in ("MedicationRequest", "MedicationStatement"):
             return self._medication(raw)
         return False

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Mapping
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
 from cds_service.fhir.parse import parse_resource
+from cds_service.gcpause import gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,18 @@ def read_prefetch(
 
     `select`, when given, sees each raw resource first and returns what to validate, or None to
     skip it unvalidated (the clinical relevance filter: a long record's vital signs cost little)."""
+    with gc_paused():
+        return _read(prefetch or {}, keys, patient_id, wanted_types, select)
+
+
+def _read(
+    prefetch: Mapping[str, Any],
+    keys: Iterable[str],
+    patient_id: str,
+    wanted_types: frozenset[str],
+    select: Callable[[dict[str, Any]], dict[str, Any] | None] | None,
+) -> PrefetchData:
     out = PrefetchData()
-    prefetch = prefetch or {}
     for key in keys:
         if key not in prefetch:
             out.unavailable[key] = "not sent"

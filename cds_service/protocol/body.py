@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 
+from cds_service.gcpause import gc_paused
 from cds_service.jsonlimits import nested_deeper_than
 from cds_service.protocol.errors import CdsError
 
@@ -47,7 +48,8 @@ def parse_json_object(body: bytes, max_depth: int, checked_later: frozenset[str]
     if not body.strip():
         raise CdsError(400, "invalid_json", "The request body is empty; a JSON object is expected.")
     try:
-        value = orjson.loads(body)
+        with gc_paused():
+            value = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise CdsError(400, "invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(value, dict):

@@ -68,7 +68,7 @@ class MsBackPainPatientView:
             request,
             patient_id,
             has_ms=lambda conditions: bool(ms_findings(conditions)[0]),
-            select=lambda raw: self._relevance.select(raw, now.date(), self._rules.lookback_days),
+            select=self._relevance.selector(now.date(), self._rules.lookback_days),
         )
         if data is None:
             return CdsResponse(cards=[])

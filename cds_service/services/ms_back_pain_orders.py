@@ -122,7 +122,7 @@ class MsBackPainOrders:
             request,
             context.patientId,
             has_ms=has_ms,
-            select=lambda raw: self._relevance.select(raw, now.date(), self._rules.lookback_days),
+            select=self._relevance.selector(now.date(), self._rules.lookback_days),
         )
         if data is None:
             return CdsResponse(cards=[])
