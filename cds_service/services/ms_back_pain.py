@@ -19,6 +19,7 @@ from cds_service.clinical.facts import RuleSettings
 from cds_service.clinical.relevance import RelevanceFilter
 from cds_service.clinical.multiple_sclerosis import ms_findings
 from cds_service.fhir.source import MissingDataFetcher
+from cds_service.gcpause import gc_paused
 from cds_service.protocol.models import CdsRequest, CdsResponse, PatientViewContext, ServiceDescriptor
 from cds_service.services.card_memory import CardMemory
 from cds_service.services.patient_data import PatientDataLoader
@@ -72,8 +73,9 @@ class MsBackPainPatientView:
         )
         if data is None:
             return CdsResponse(cards=[])
-        facts = extract_facts(data.resources, now.date(), self._rules, data.medications_assessed)
-        decision = decide(facts)
+        with gc_paused():  # the rules allocate much and free it by reference counting
+            facts = extract_facts(data.resources, now.date(), self._rules, data.medications_assessed)
+            decision = decide(facts)
         if self._memory is not None and decision.shows_card:
             override = await self._memory.last_override(SERVICE_ID, patient_id, now)
             if override is not None:
