@@ -36,7 +36,6 @@ from cds_service.storage import (
     RedFlagRef,
     Storage,
     StorageSettings,
-    install_storage,
     recent_override,
     record_feedback,
     record_issued_cards,
