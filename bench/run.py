@@ -380,8 +380,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-samples", type=int, default=None,
                    help="runs stretch beyond --max-duration (up to 60 s) to get at least this many requests "
                         "(default 3, quick 1)")
-    p.add_argument("--service-workers", type=int, default=1,
-                   help="uvicorn workers of the SERVICE only (the ceiling keeps 1); use with --connections >= N")
     p.add_argument("--connections", type=int, default=1,
                    help="> 1 adds a throughput run per app with this many connections in flight (default: the "
                         "one-connection run gives both throughput and latency)")
@@ -455,13 +453,9 @@ def main(argv: list[str] | None = None) -> int:
         for suffix in ("", "-wal", "-shm", "-journal"):  # a fresh one per run
             (RESULTS / f"bench-cds.db{suffix}").unlink(missing_ok=True)
         service_env["CDS_DATABASE_URL"] = f"sqlite+aiosqlite:///{RESULTS / 'bench-cds.db'}"
-    if args.service_workers > 1:
-        # Several workers would each migrate the fresh database at start-up: migrate once, here.
-        subprocess.run([sys.executable, "-m", "cds_service.cli", "migrate"], cwd=REPO, env=service_env, check=True)
-        service_env["CDS_MIGRATE_ON_STARTUP"] = "false"
     servers = {
         "service": Server("service", args.service_app, args.service_port or free_port(), uvicorn_args,
-                          service_env, RESULTS / "logs" / "service.log", workers=args.service_workers),
+                          service_env, RESULTS / "logs" / "service.log"),
         "ceiling": Server("ceiling", args.ceiling_app, args.ceiling_port or free_port(), uvicorn_args,
                           base_env, RESULTS / "logs" / "ceiling.log"),
     }
@@ -634,7 +628,6 @@ def environment_info(loadgen: str, servers: dict[str, Server], args: Any, plan: 
         "versions": versions, "loadgen": loadgen, "loadgen_version": loadgen_version,
         "commands": {name: " ".join(s.cmd[2:]) for name, s in servers.items()},
         "uvicorn_flags": servers["service"].uvicorn_args,
-        "service_workers": servers["service"].workers,
         "apps": {"service": args.service_app, "ceiling": args.ceiling_app},
         "auth": args.auth, "seed": manifest.get("seed"), "anchor": manifest.get("anchor"),
         "idle_rss_mb": {k: round(v / 1024, 1) for k, v in idle_rss.items()},
@@ -664,7 +657,7 @@ def render(rows: list[dict[str, Any]], env: dict[str, Any], plan: Plan, quick: b
     out.append(f"Commit `{env['commit']}`{' + uncommitted changes' if env['dirty'] else ''}; {env['cpus']} CPU "
                f"({env['cpu_model']}), Python {env['python']}; load generator {env['loadgen_version']}.  ")
     out.append(f"Apps: service `{env['apps']['service']}`, ceiling `{env['apps']['ceiling']}`.  ")
-    out.append(f"Both apps: `uvicorn <app> --workers {env.get('service_workers', 1)} (service) / 1 (ceiling) --host 127.0.0.1 {' '.join(env['uvicorn_flags'])}` "
+    out.append(f"Both apps: `uvicorn <app> --workers 1 --host 127.0.0.1 {' '.join(env['uvicorn_flags'])}` "
                f"(service with client auth {env['auth']}); idle RSS service {env['idle_rss_mb'].get('service')} MB, "
                f"ceiling {env['idle_rss_mb'].get('ceiling')} MB.  ")
     out.append(f"Data: bench/generate.py seed {env['seed']}, anchor {env['anchor']}; {plan.rounds} alternating A/B "

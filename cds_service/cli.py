@@ -4,9 +4,37 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import tempfile
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+
+class ServeConfig(uvicorn.Config):
+    """uvicorn's Config, with a listening socket whose accepted connections get TCP_NODELAY.
+
+    With `--workers N` uvicorn binds the socket itself (`socket.socket(family)`, protocol 0) and
+    hands it to the workers. Accepted sockets inherit that protocol number, and asyncio sets
+    TCP_NODELAY only on sockets that say IPPROTO_TCP: Nagle's algorithm then holds the body of
+    every keep-alive response until the client's delayed ACK, about 40 ms on Linux
+    (uvicorn issue #3149). One worker is not affected: asyncio binds that socket itself.
+    """
+
+    def bind_socket(self) -> socket.socket:
+        sock = super().bind_socket()
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.proto != socket.IPPROTO_TCP:
+            sock = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+            sock.set_inheritable(True)
+        return sock
+
+
+def serve(config: ServeConfig) -> None:
+    """Run `config` as `uvicorn.run` would: one process, or a supervisor of `config.workers` workers."""
+    if config.workers > 1:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        uvicorn.Server(config).run()
 
 
 def _migrate_once_for_all_workers() -> None:
@@ -24,14 +52,23 @@ def _migrate_once_for_all_workers() -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cds-service", description="MS back pain CDS Hooks 2.0 service")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the HTTP service")
-    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    serve.add_argument(
+    serve_cmd = sub.add_parser("serve", help="run the HTTP service")
+    serve_cmd.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve_cmd.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve_cmd.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve_cmd.add_argument(
         "--graceful-seconds", type=int, default=20, help="on SIGTERM, how long in-flight calls may finish (default 20)"
     )
-    serve.add_argument("--log-level", default="info")
+    serve_cmd.add_argument(
+        "--keep-alive-seconds", type=int, default=5,
+        help="close idle keep-alive connections after this long (default 5; behind a load balancer, "
+        "set it longer than the balancer's idle timeout)",
+    )
+    serve_cmd.add_argument("--log-level", default="info")
+    serve_cmd.add_argument(
+        "--no-access-log", dest="access_log", action="store_false",
+        help="no uvicorn access log (the service logs one JSON line per hook call anyway)",
+    )
     sub.add_parser("migrate", help="create or upgrade the database schema (CDS_DATABASE_URL), then exit")
     args = parser.parse_args(argv)
     if args.command == "migrate":
@@ -45,14 +82,17 @@ def main(argv: list[str] | None = None) -> None:
         if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # /metrics then adds up every worker (each worker writes its samples here).
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cds-metrics-")
-        uvicorn.run(
-            "cds_service.app:app",
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level=args.log_level,
-            timeout_keep_alive=5,
-            timeout_graceful_shutdown=args.graceful_seconds,
+        serve(
+            ServeConfig(
+                "cds_service.app:app",
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                log_level=args.log_level,
+                access_log=args.access_log,
+                timeout_keep_alive=args.keep_alive_seconds,
+                timeout_graceful_shutdown=args.graceful_seconds,
+            )
         )
 
 
