@@ -17,6 +17,7 @@ from cds_service.clinical import valuesets
 from cds_service.clinical.facts import RuleSettings
 from cds_service.fhir.client import FhirSearchClient
 from cds_service.fhir.source import MissingDataFetcher, NoFhirServerFetcher
+from cds_service.gcpause import freeze_start_up_objects
 from cds_service.logs import configure_logging
 from cds_service.observability import install_observability
 from cds_service.protocol.errors import install_error_handlers
@@ -63,7 +64,7 @@ def create_app(
         http = httpx.AsyncClient(timeout=httpx.Timeout(settings.fhir_deadline_seconds), limits=httpx.Limits(max_connections=50))
         fetcher = FhirSearchClient(http, settings.fhir_server_allowlist, settings.fhir_deadline_seconds, settings.fhir_max_resources)
 
-    memory = CardMemory(lambda: getattr(app.state, "storage", None))
+    memory = CardMemory(lambda: getattr(app.state, "storage", None), linger=settings.card_write_linger_ms / 1000)
     # Shared by every replica: Redis when configured, else the database (looked up once it is open).
     replay_cache = replay_cache_from_settings(
         settings.redis_url.get_secret_value() if settings.redis_url else None,
@@ -73,8 +74,10 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.gc_freeze_at_startup:
+            freeze_start_up_objects()
         yield
-        await memory.drain()
+        await memory.flush()
         await close_replay_cache(replay_cache)
         if http is not None:
             await http.aclose()
@@ -95,6 +98,7 @@ def create_app(
     ]
     app.state.settings = settings
     app.state.registry = ServiceRegistry(services)
+    app.state.card_memory = memory
     install_error_handlers(app)
     app.include_router(router)
     install_storage(app, storage)

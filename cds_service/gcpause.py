@@ -1,4 +1,10 @@
-"""Pausing Python's cyclic garbage collector around bulk, acyclic allocation.
+"""Keeping Python's cyclic garbage collector off the hook path.
+
+1. At start-up, `freeze_start_up_objects()` moves everything the process holds by then (modules,
+   the FHIR and pydantic model classes, value sets, card templates: ~140,000 objects) out of the
+   collector's reach. Without it every full collection walks them all: a ~50 ms stall on a random
+   call, the whole p99 at 1,000 resources.
+2. `gc_paused()` around bulk, acyclic allocation, below.
 
 Parsing a large prefetch (10,000 resources) allocates millions of dicts and lists that hold no
 reference cycles; each burst of allocations triggers collections that walk every live object, which
@@ -12,6 +18,14 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+
+def freeze_start_up_objects() -> int:
+    """Collect once, then exempt every surviving object from later collections (`gc.freeze`).
+    Call when start-up is done; returns how many objects were frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 @contextmanager

@@ -41,4 +41,11 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     redis_key_prefix: str = "cds:replay:"
 
+    # Issued cards are written in batches after the answer: how long the writer waits to gather a
+    # batch (services/card_memory.py). 0: write each call's cards at once.
+    card_write_linger_ms: int = Field(default=50, ge=0, le=5000)
+
     log_level: str = "INFO"
+    # Freeze the objects alive at start-up out of the cyclic GC's reach (see gcpause.py). Tests that
+    # start many apps in one process turn it off: frozen objects are never collected.
+    gc_freeze_at_startup: bool = True

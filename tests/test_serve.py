@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import json
 import os
@@ -15,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from cds_service.app import create_app
 from cds_service.cli import ServeConfig
+from cds_service.settings import Settings
+from tests.conftest import NO_AUTH
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE_URL = "/cds-services/ms-back-pain-patient-view"
@@ -66,6 +70,20 @@ def test_the_shared_listening_socket_gives_keep_alive_connections_tcp_nodelay() 
         assert _nodelay_of_accepted_connection(raw) == 0
     finally:
         raw.close()
+
+
+def test_start_up_freezes_what_it_allocated_out_of_the_garbage_collectors_reach() -> None:
+    from fastapi.testclient import TestClient
+
+    gc.unfreeze()
+    try:
+        with TestClient(create_app(Settings(gc_freeze_at_startup=False), auth=NO_AUTH)):
+            assert gc.get_freeze_count() == 0
+        with TestClient(create_app(Settings(gc_freeze_at_startup=True), auth=NO_AUTH)) as client:
+            assert gc.get_freeze_count() > 10_000  # modules, model classes, value sets
+            assert client.get("/healthz").status_code == 200
+    finally:
+        gc.unfreeze()
 
 
 def _free_port() -> int:

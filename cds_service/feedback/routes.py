@@ -72,6 +72,9 @@ async def post_feedback(service_id: str, request: Request) -> JSONResponse:
     storage: Storage | None = getattr(request.app.state, "storage", None)
     if storage is None:
         raise CdsError(503, "storage_unavailable", "Feedback cannot be stored at the moment; please send it again later.")
+    memory = getattr(request.app.state, "card_memory", None)
+    if memory is not None:  # cards this process issued but has not written yet: write them first
+        await memory.flush()
     try:
         result = await record_feedback(storage, service_id, [_record(item) for item in feedback.feedback])
     except (DBAPIError, PoolTimeoutError, OSError) as exc:

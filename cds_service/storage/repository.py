@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Sequence
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -185,6 +185,27 @@ async def record_feedback(
     return FeedbackResult(received=len(items), stored=stored, duplicates=len(items) - stored, unknown_cards=len(cards - known))
 
 
+def _recent_override_statement() -> Any:
+    f, c = Feedback.__table__.c, IssuedCard.__table__.c
+    return (
+        select(f.card_uuid, f.outcome_timestamp, f.override_reason, c.red_flag_refs, c.level, c.indicator, c.issued_at)
+        .select_from(Feedback.__table__.join(IssuedCard.__table__, and_(c.card_uuid == f.card_uuid, c.service_id == f.service_id)))
+        .where(
+            c.service_id == bindparam("service_id"),
+            c.patient_hash == bindparam("patient_hash"),
+            f.outcome == "overridden",
+            f.outcome_timestamp >= bindparam("since", type_=f.outcome_timestamp.type),
+            f.outcome_timestamp <= bindparam("until", type_=f.outcome_timestamp.type),
+        )
+        .order_by(f.outcome_timestamp.desc(), f.id.desc())
+        .limit(1)
+    )
+
+
+# Every card-showing hook call runs it: built once (and compiled once per dialect by SQLAlchemy's cache).
+_RECENT_OVERRIDE = _recent_override_statement()
+
+
 async def recent_override(
     storage: Storage,
     service_id: str,
@@ -197,22 +218,18 @@ async def recent_override(
     if window is None:
         window = dt.timedelta(days=storage.settings.override_window_days)
     now = _utc(now)
-    f, c = Feedback.__table__.c, IssuedCard.__table__.c
-    statement = (
-        select(f.card_uuid, f.outcome_timestamp, f.override_reason, c.red_flag_refs, c.level, c.indicator, c.issued_at)
-        .select_from(Feedback.__table__.join(IssuedCard.__table__, and_(c.card_uuid == f.card_uuid, c.service_id == f.service_id)))
-        .where(
-            c.service_id == service_id,
-            c.patient_hash == storage.hash_patient(patient_id),
-            f.outcome == "overridden",
-            f.outcome_timestamp >= now - window,
-            f.outcome_timestamp <= now + CLOCK_SKEW,
-        )
-        .order_by(f.outcome_timestamp.desc(), f.id.desc())
-        .limit(1)
-    )
-    async with storage.engine.connect() as connection:  # on the hook path: a plain connection, no ORM session
-        row = (await connection.execute(statement)).first()
+    params = {
+        "service_id": service_id,
+        "patient_hash": storage.hash_patient(patient_id),
+        "since": now - window,
+        "until": now + CLOCK_SKEW,
+    }
+    if storage.reader is not None:  # SQLite: a direct read, see Storage.reader
+        with storage.reader.connect() as connection:
+            row = connection.execute(_RECENT_OVERRIDE, params).first()
+    else:
+        async with storage.engine.connect() as connection:  # a plain connection, no ORM session
+            row = (await connection.execute(_RECENT_OVERRIDE, params)).first()
     if row is None:
         return None
     return OverrideMemory(
