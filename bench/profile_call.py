@@ -123,6 +123,7 @@ STAGES: list[tuple[str, str, str, bool]] = [
     ("cds_service.protocol.models", "CdsRequest.model_validate", "validate the CDS Hooks request (pydantic)", True),
     ("cds_service.fhir.prefetch", "read_prefetch", "prefetch -> FHIR models (read_prefetch)", True),
     ("cds_service.clinical.relevance", "RelevanceFilter.select", "of which the relevance filter on raw resources", False),
+    ("cds_service.fhir.fast", "read_plain", "of which the fast reader (read_plain; its refusals included)", False),
     ("cds_service.fhir.parse", "parse_resource", "of which validation into fhir.resources models (parse_resource)", False),
     ("cds_service.clinical.extract", "extract_facts", "clinical rules (extract_facts)", True),
     ("cds_service.clinical.red_flags", "red_flag_findings", "of which red flags", False),
@@ -132,9 +133,9 @@ STAGES: list[tuple[str, str, str, bool]] = [
     ("cds_service.clinical.multiple_sclerosis", "ms_findings", "ms_findings (MS check in loading + rules)", False),
     ("cds_service.clinical.decision", "decide", "decision", True),
     ("cds_service.services.card_memory", "CardMemory.last_override", "card memory: override look-up (database read)", True),
-    ("cds_service.services.card_memory", "CardMemory.remember",
-     "card memory: record the issued card (database write; when it runs as a background task after the answer, "
-     "this is its wall time including waits, and it is not part of the call's path)", False),
+    ("cds_service.services.card_memory", "CardMemory._write",
+     "card memory: record issued cards (a batched database write after the answer, off the call's path; wall "
+     "time including waits)", False),
     ("cds_service.cards.builder", "build_card", "card", True),
     ("cds_service.protocol.models", "CdsResponse.model_dump", "serialise the response model", True),
 ]

@@ -28,6 +28,14 @@ ELEMENTS_READ = {
         }
     ),
     "ImagingStudy": frozenset({"resourceType", "id", "status", "subject", "started", "modality", "procedureCode", "description", "series"}),
+    # Every onset[x] and abatement[x] stays, read or not: two of one kind make the resource invalid.
+    "Condition": frozenset(
+        {
+            "resourceType", "id", "clinicalStatus", "verificationStatus", "code", "bodySite", "subject", "note", "recordedDate",
+            "onsetDateTime", "onsetAge", "onsetPeriod", "onsetRange", "onsetString",
+            "abatementDateTime", "abatementAge", "abatementPeriod", "abatementRange", "abatementString",
+        }
+    ),
 }
 IMAGING_SERIES_ELEMENTS_READ = frozenset({"uid", "modality", "bodySite", "description"})
 FINDING, WINDOW = 1, 2
@@ -172,9 +180,9 @@ class RelevanceFilter:
     ) -> dict[str, Any] | None:
         """The part of `raw` worth validating, or None when no rule can use the resource.
 
-        Observations and ImagingStudies are cut down to the elements the rules read (narrative,
-        performer, reference ranges, image instances ... are left out): validating less is faster and
-        changes no decision."""
+        Observations, Conditions and ImagingStudies are cut down to the elements the rules read
+        (narrative, performer, encounter, reference ranges, image instances ... are left out):
+        validating less is faster and changes no decision."""
         if not self.keep(raw, now, lookback_days, memo if memo is not None else {}):
             return None
         elements = ELEMENTS_READ.get(raw.get("resourceType", ""))

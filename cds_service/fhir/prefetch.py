@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
+from cds_service.fhir.fast import Resource, read_plain
 from cds_service.fhir.parse import parse_resource
 from cds_service.gcpause import gc_paused
 
@@ -27,12 +28,12 @@ _FAILED_SEVERITIES = {"error", "fatal"}
 class PrefetchData:
     """What the prefetch gave: resources by key, and why any key is unusable."""
 
-    resources: dict[str, list[FHIRAbstractModel]] = field(default_factory=dict)
+    resources: dict[str, list[FHIRAbstractModel | Resource]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)  # key -> reason
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> count (no PHI)
     fetch_attempted: set[str] = field(default_factory=set)  # keys already asked of the FHIR server
 
-    def all_resources(self) -> list[FHIRAbstractModel]:
+    def all_resources(self) -> list[FHIRAbstractModel | Resource]:
         return [r for rs in self.resources.values() for r in rs]
 
 
@@ -125,7 +126,7 @@ def _read(
         if problem:
             out.unavailable[key] = problem
             continue
-        parsed: list[FHIRAbstractModel] = []
+        parsed: list[FHIRAbstractModel | Resource] = []
         for raw in raws:
             if not isinstance(raw, dict) or raw.get("resourceType") not in wanted_types:
                 continue
@@ -136,6 +137,10 @@ def _read(
                 raw = select(raw)
                 if raw is None:
                     continue
+            plain = read_plain(raw)  # the common clean shape, without model validation
+            if plain is not None:
+                parsed.append(plain)
+                continue
             outcome = parse_resource(raw)
             if outcome.resource is None:
                 out.skipped[outcome.reason or "unreadable"] += 1
