@@ -83,28 +83,18 @@ _DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(
 _INT32 = (-(2**31), 2**31 - 1)
 
 
-def _string(value: Any) -> str:
-    if type(value) is str and _STRING.fullmatch(value):
-        return value
-    raise _NOT_PLAIN
+def _matching(pattern: re.Pattern[str]) -> Callable[[Any], str]:
+    """A reader of a string primitive that must match `pattern` as a whole."""
+
+    def read(value: Any) -> str:
+        if type(value) is str and pattern.fullmatch(value):
+            return value
+        raise _NOT_PLAIN
+
+    return read
 
 
-def _code(value: Any) -> str:
-    if type(value) is str and _CODE.fullmatch(value):
-        return value
-    raise _NOT_PLAIN
-
-
-def _uri(value: Any) -> str:
-    if type(value) is str and _URI.fullmatch(value):
-        return value
-    raise _NOT_PLAIN
-
-
-def _id(value: Any) -> str:
-    if type(value) is str and _ID.fullmatch(value):
-        return value
-    raise _NOT_PLAIN
+_string, _code, _uri, _id = _matching(_STRING), _matching(_CODE), _matching(_URI), _matching(_ID)
 
 
 def _boolean(value: Any) -> bool:
