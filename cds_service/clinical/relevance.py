@@ -2,11 +2,11 @@
 expensive `fhir.resources` validation, so a long record (thousands of vital signs and lab results)
 costs little. It must never drop a resource a rule could use: it is a superset of the rules.
 
-Kept: every Patient, Condition, ImagingStudy and Medication (few, and read by several rules); a
+Kept: every Condition, ImagingStudy and Medication (few, and read by several rules); a
 MedicationRequest / MedicationStatement whose drug could be an NSAID or opioid (or is referenced);
 an Observation that carries a code or phrase of any finding the rules know (any date), or a chief
 complaint / pain score / pain location inside the look-back window (the only rule reading those is
-the back-pain rule, which only counts them inside the window).
+the back-pain rule, which only counts them inside the window). No rule reads the Patient resource.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ ELEMENTS_READ = {
 IMAGING_SERIES_ELEMENTS_READ = frozenset({"uid", "modality", "bodySite", "description"})
 FINDING, WINDOW = 1, 2
 _MEMO_LIMIT = 20_000
-_ALWAYS = frozenset({"Patient", "Condition", "ImagingStudy", "Medication"})
+_ALWAYS = frozenset({"Condition", "ImagingStudy", "Medication"})
 _FINDING_SETS = ("multiple_sclerosis", "back_pain", "red_flags", "cord_features", "mechanical_pattern")
 _EXTRA_PHRASES = (("cord_features", "shockText"), ("mechanical_pattern", "poorResponseText"))
 
