@@ -46,6 +46,7 @@ from cds_service.storage import (
 from cds_service.storage.db import sync_url
 from cds_service.storage.migrations import downgrade_database
 from cds_service.storage.models import Base, Feedback, IssuedCard
+from cds_service.storage.repository import _RECENT_OVERRIDE
 from tests.conftest import NO_AUTH, NOW, load_fixture
 
 SERVICE_ID = "ms-back-pain-patient-view"
@@ -240,7 +241,7 @@ def test_migrations_build_the_schema_on_an_empty_database(backend: str, database
         uniques = {tuple(u["column_names"]) for u in inspector.get_unique_constraints("feedback")}
         assert ("card_uuid", "service_id", "outcome", "outcome_timestamp") in uniques
         with engine.connect() as connection:
-            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
             # The revision and models.py describe the same schema.
             assert compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata) == []
         engine.dispose()
@@ -540,6 +541,74 @@ async def test_recent_override_ignores_feedback_posted_to_another_service(servic
     assert_ok(await service.post({"feedback": [overridden(card.card_uuid, NOW - dt.timedelta(days=1))]}))
     assert await recent_override(service.storage, SERVICE_ID, PATIENT_ID, NOW) is None
     assert await recent_override(service.storage, "another-service", PATIENT_ID, NOW) is None
+
+
+@pytest.mark.anyio
+async def test_an_override_that_arrives_before_its_card_counts_once_the_card_is_recorded(service: Service) -> None:
+    """Feedback can reach one replica before another has written the card: it is stored without a
+    patient, and the card's arrival ties them (from either side, whichever is stored second)."""
+    card = card_record()
+    assert_ok(await service.post({"feedback": [overridden(card.card_uuid, NOW - dt.timedelta(days=1))]}))
+    (row,) = service.db.rows(Feedback)
+    assert row["patient_hash"] is None
+    assert await recent_override(service.storage, SERVICE_ID, PATIENT_ID, NOW) is None
+
+    await record_issued_cards(service.storage, [card])
+    (row,) = service.db.rows(Feedback)
+    assert row["patient_hash"] == hmac.new(HASH_KEY.encode(), PATIENT_ID.encode(), hashlib.sha256).hexdigest()
+    memory = await recent_override(service.storage, SERVICE_ID, PATIENT_ID, NOW)
+    assert memory is not None and memory.card_uuid == card.card_uuid
+
+
+@pytest.mark.anyio
+async def test_feedback_on_a_known_card_is_stored_with_the_cards_patient(service: Service) -> None:
+    card, other = card_record(), card_record(patient_id="pt-someone-else")
+    await record_issued_cards(service.storage, [card, other])
+    assert_ok(await service.post({"feedback": [overridden(card.card_uuid, NOW), accepted(other.card_uuid, NOW)]}))
+    hashes = {row["card_uuid"]: row["patient_hash"] for row in service.db.rows(Feedback)}
+    assert hashes == {
+        card.card_uuid: hmac.new(HASH_KEY.encode(), PATIENT_ID.encode(), hashlib.sha256).hexdigest(),
+        other.card_uuid: hmac.new(HASH_KEY.encode(), b"pt-someone-else", hashlib.sha256).hexdigest(),
+    }
+
+
+def test_the_override_look_up_starts_from_the_patients_overrides_not_their_cards(tmp_path: Path) -> None:
+    """Its cost must not grow with how many cards the patient was shown (one per chart opening)."""
+    url = f"sqlite:///{tmp_path / 'plan.db'}"
+    upgrade_database(url)
+    engine = sa.create_engine(url)
+    compiled = _RECENT_OVERRIDE.compile(dialect=engine.dialect)
+    values = {"service_id": "s", "patient_hash": "h", "since": NOW, "until": NOW}
+    with engine.connect() as connection:
+        plan = [row[-1] for row in connection.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + str(compiled), tuple(values.get(name, 1) for name in compiled.positiontup or ()))]
+    engine.dispose()
+    assert plan[0].startswith("SEARCH feedback USING INDEX ix_feedback_service_id_patient_hash_outcome_outcome_timestamp"), plan
+    assert "issued_cards" in plan[1] and "card_uuid=?" in plan[1], plan
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_migration_0003_fills_the_patient_of_existing_feedback(backend: str, databases: Databases) -> None:
+    url = databases.new(backend)
+    upgrade_database(url, "0002")
+    engine = sa.create_engine(sync_url(url))
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text(
+                "INSERT INTO issued_cards (card_uuid, service_id, hook_instance, patient_hash, indicator, level, red_flag_refs, issued_at)"
+                " VALUES ('c1', 's', 'h', 'hash-1', 'critical', 'urgent', '[]', '2026-11-20 10:00:00')"))
+            for card in ("c1", "c-unknown"):
+                connection.execute(sa.text(
+                    "INSERT INTO feedback (card_uuid, service_id, outcome, outcome_timestamp, received_at)"
+                    f" VALUES ('{card}', 's', 'overridden', '2026-11-21 10:00:00', '2026-11-21 10:00:01')"))
+        upgrade_database(url)
+        with engine.connect() as connection:
+            rows = dict(connection.execute(sa.text("SELECT card_uuid, patient_hash FROM feedback")).all())
+        assert rows == {"c1": "hash-1", "c-unknown": None}
+        downgrade_database(url, "0002")
+        assert "patient_hash" not in {c["name"] for c in sa.inspect(engine).get_columns("feedback")}
+    finally:
+        engine.dispose()
 
 
 # --- settings and wiring -------------------------------------------------------------------------------

@@ -108,9 +108,14 @@ class Feedback(Base):
     user_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     outcome_timestamp: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    # The issued card's patient_hash, copied here once the card is known (NULL until then; the
+    # repository fills it from whichever of card and feedback is stored second).
+    patient_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
         # Idempotency: the same outcome of the same card at the same instant is one row.
         UniqueConstraint("card_uuid", "service_id", "outcome", "outcome_timestamp"),
+        # The override look-up: this patient's overrides for this service, newest first.
+        Index("ix_feedback_service_id_patient_hash_outcome_outcome_timestamp", "service_id", "patient_hash", "outcome", "outcome_timestamp"),
         CheckConstraint("outcome IN ('accepted', 'overridden')", name="outcome"),
     )

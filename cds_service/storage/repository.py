@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Sequence
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -133,7 +133,24 @@ async def record_issued_cards(storage: Storage, cards: Iterable[CardRecord]) -> 
         .returning(table.c.card_uuid)
     )
     async with storage.engine.begin() as connection:  # every issued card passes here: no ORM session
-        return len((await connection.execute(statement)).all())
+        stored = len((await connection.execute(statement)).all())
+    # Feedback that arrived before its card (from another replica, or within the writer's linger)
+    # gets the card's patient hash now. After the commit, so that of two racing writers of the card
+    # and of its feedback, the one committing second always sees the other's row.
+    async with storage.engine.begin() as connection:
+        await connection.execute(_fill_feedback_patient_hash(list(rows)))
+    return stored
+
+
+def _fill_feedback_patient_hash(card_uuids: list[str]) -> Any:
+    """UPDATE: copy the issued card's patient_hash onto feedback rows of these cards that lack it."""
+    f, c = Feedback.__table__.c, IssuedCard.__table__.c
+    same_card = and_(c.card_uuid == f.card_uuid, c.service_id == f.service_id)
+    return (
+        update(Feedback.__table__)
+        .where(f.patient_hash.is_(None), f.card_uuid.in_(card_uuids), exists().where(same_card))
+        .values(patient_hash=select(c.patient_hash).where(same_card).scalar_subquery())
+    )
 
 
 async def record_feedback(
@@ -167,12 +184,13 @@ async def record_feedback(
     cards = {row["card_uuid"] for row in rows.values()}
     # A read of its own (it autocommits on SQLite), then a write-only transaction: no read-to-write
     # lock upgrade, which SQLite would refuse at once under concurrency instead of waiting.
-    async with storage.sessions() as session:
-        known = set(
-            await session.scalars(
-                select(IssuedCard.card_uuid).where(IssuedCard.card_uuid.in_(cards), IssuedCard.service_id == service_id)
-            )
+    c = IssuedCard.__table__.c
+    async with storage.engine.connect() as connection:
+        known = dict(
+            (await connection.execute(select(c.card_uuid, c.patient_hash).where(c.card_uuid.in_(cards), c.service_id == service_id))).all()
         )
+    for row in rows.values():
+        row["patient_hash"] = known.get(row["card_uuid"])
     table = Feedback.__table__
     statement = (
         _insert(storage, table)
@@ -182,20 +200,26 @@ async def record_feedback(
     )
     async with storage.sessions.begin() as session:
         stored = len((await session.execute(statement)).all())
-    return FeedbackResult(received=len(items), stored=stored, duplicates=len(items) - stored, unknown_cards=len(cards - known))
+    unknown = cards - set(known)
+    if unknown:  # the card may have been recorded meanwhile (see record_issued_cards)
+        async with storage.engine.begin() as connection:
+            await connection.execute(_fill_feedback_patient_hash(sorted(unknown)))
+    return FeedbackResult(received=len(items), stored=stored, duplicates=len(items) - stored, unknown_cards=len(unknown))
 
 
 def _recent_override_statement() -> Any:
+    """From the patient's overrides (few; index on feedback), not from every card issued to them."""
     f, c = Feedback.__table__.c, IssuedCard.__table__.c
     return (
         select(f.card_uuid, f.outcome_timestamp, f.override_reason, c.red_flag_refs, c.level, c.indicator, c.issued_at)
         .select_from(Feedback.__table__.join(IssuedCard.__table__, and_(c.card_uuid == f.card_uuid, c.service_id == f.service_id)))
         .where(
-            c.service_id == bindparam("service_id"),
-            c.patient_hash == bindparam("patient_hash"),
+            f.service_id == bindparam("service_id"),
+            f.patient_hash == bindparam("patient_hash"),
             f.outcome == "overridden",
             f.outcome_timestamp >= bindparam("since", type_=f.outcome_timestamp.type),
             f.outcome_timestamp <= bindparam("until", type_=f.outcome_timestamp.type),
+            c.patient_hash == bindparam("patient_hash"),
         )
         .order_by(f.outcome_timestamp.desc(), f.id.desc())
         .limit(1)
