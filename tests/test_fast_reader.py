@@ -2,7 +2,7 @@
 
 Whatever the fast reader accepts, `fhir.resources` must accept unchanged (no element dropped by
 parse.py's repairs) and read the same way: every element, at every depth, with the same Python
-value and type. Checked on every Observation, Condition and ImagingStudy of the fixtures and the
+value and type. Checked on every Observation, Condition, ImagingStudy, MedicationRequest and MedicationStatement of the fixtures and the
 EHR-variant cases, raw and as the relevance filter trims them, and on thousands of variants made
 by breaking them one element at a time (wrong types, bad dates, nulls, extensions, a second value
 of a choice element ...). A variant either reads the same both ways or is left to fhir.resources.
@@ -57,6 +57,7 @@ def _ehr_variant_resources() -> Iterator[dict[str, Any]]:
 _SCT, _LOINC = "http://snomed.info/sct", "http://loinc.org"
 _CC = {"coding": [{"system": _SCT, "code": "279039007", "display": "Low back pain", "version": "2024-09", "userSelected": True}], "text": "LBP"}
 _SUBJECT = {"reference": "Patient/p1", "type": "Patient", "display": "A"}
+_RX = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "5640", "display": "ibuprofen"}], "text": "ibuprofen 400 mg"}
 
 # Every element the fast reader takes, with valid values of every kind (the fixtures do not use them all).
 ALL_ELEMENTS: list[dict[str, Any]] = [
@@ -81,6 +82,15 @@ ALL_ELEMENTS: list[dict[str, Any]] = [
     {"resourceType": "ImagingStudy", "id": "i-1", "status": "available", "subject": _SUBJECT, "started": "2026-11-01T10:00:00Z",
      "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "MR"}], "procedureCode": [_CC], "description": "MRI",
      "series": [{"uid": "1.2.3", "modality": {"code": "MR"}, "bodySite": {"system": _SCT, "code": "122494005"}, "description": "sag T2"}]},
+    {"resourceType": "MedicationRequest", "id": "m-1", "status": "active", "intent": "order", "subject": _SUBJECT,
+     "authoredOn": "2026-11-01T16:20:00Z", "medicationCodeableConcept": _RX,
+     "dosageInstruction": [{"text": "400 mg by mouth every 8 hours", "route": _CC}, {"text": "with food"}]},
+    {"resourceType": "MedicationRequest", "status": "completed", "intent": "plan", "subject": _SUBJECT, "authoredOn": "2026-11",
+     "medicationReference": {"reference": "Medication/med-1", "display": "ibuprofen"}},
+    {"resourceType": "MedicationStatement", "id": "s-1", "status": "active", "subject": _SUBJECT, "medicationCodeableConcept": _RX,
+     "effectiveDateTime": "2026-10-20", "dateAsserted": "2026-11-10T09:00:00+01:00", "dosage": [{"text": "as needed", "route": _CC}]},
+    {"resourceType": "MedicationStatement", "status": "completed", "subject": _SUBJECT, "medicationReference": {"reference": "#m"},
+     "effectivePeriod": {"start": "2026-09-01", "end": "2026-10-01"}},
 ]
 
 # A valid value for each element a variant may add (so that a second value of a choice element is
@@ -90,6 +100,7 @@ VALID: dict[str, Any] = {
     "effectiveDateTime": "2026-11-10", "effectivePeriod": {"start": "2026-11-01"}, "effectiveInstant": "2026-11-10T10:00:00Z",
     "onsetDateTime": "2026", "onsetPeriod": {"start": "2026"}, "onsetString": "x",
     "abatementDateTime": "2026", "abatementPeriod": {"end": "2026"}, "abatementString": "x",
+    "medicationCodeableConcept": {"text": "naproxen"}, "medicationReference": {"reference": "Medication/m"},
 }
 
 
@@ -198,7 +209,7 @@ def variants(seed: int, count: int) -> Iterator[dict[str, Any]]:
             yield _removed(raw, path)
         elif kind < 0.93:  # a second value of a choice element, or an element this reader does not know
             extra = rng.choice([*VALID, "valueString", "valueBoolean", "effectiveInstant", "onsetString", "abatementString",
-                                "onsetAge", "effectivePeriod", "extension", "modifierExtension", "_status", "meta",
+                                "onsetAge", "effectivePeriod", "medicationReference", "medicationCodeableConcept", "extension", "modifierExtension", "_status", "meta",
                                 "implicitRules", "category", "valueRange", "text"])
             value = VALID[extra] if extra in VALID and rng.random() < 0.5 else rng.choice(ODD_VALUES)
             yield {**copy.deepcopy(raw), extra: copy.deepcopy(value)}
@@ -254,20 +265,31 @@ def test_every_odd_value_in_every_place_of_every_element_kind() -> None:
     assert taken > 500 and refused > 5000, (taken, refused)
 
 
+# The choice elements ([x]) of each type the fast reader takes.
+CHOICES = {
+    "Observation": ("value", "effective"),
+    "Condition": ("onset", "abatement"),
+    "MedicationRequest": ("medication",),
+    "MedicationStatement": ("medication", "effective"),
+    "ImagingStudy": (),
+}
+_TYPE_SUFFIXES = ("String", "Boolean", "Integer", "Quantity", "CodeableConcept", "Reference", "DateTime", "Period", "Instant")
+
+
 def test_a_second_value_of_a_choice_element_is_left_to_fhir_resources() -> None:
     """fhir.resources refuses such a resource as a whole (parse.py then skips it): never read it fast."""
-    checked = 0
+    checked: dict[str, int] = {}
     for raw in CORPUS:
-        if read_plain(copy.deepcopy(raw)) is None:
+        fast = read_plain(copy.deepcopy(raw))
+        if fast is None:
             continue
         for name, value in VALID.items():
-            prefix = name.removesuffix(next(s for s in ("String", "Boolean", "Integer", "Quantity", "CodeableConcept", "DateTime", "Period", "Instant") if name.endswith(s)))
-            if any(k.startswith(prefix) and k != name for k in raw) and name not in raw and prefix in ("value", "effective", "onset", "abatement"):
-                if (raw["resourceType"] == "Observation") == (prefix in ("value", "effective")):
-                    assert read_plain({**raw, name: value}) is None, (name, raw)
-                    assert parse_resource({**raw, name: value}).resource is None
-                    checked += 1
-    assert checked > 100
+            prefix = name.removesuffix(next(s for s in _TYPE_SUFFIXES if name.endswith(s)))
+            if name in type(fast)._elements and prefix in CHOICES[raw["resourceType"]] and name not in raw and any(k.startswith(prefix) for k in raw):
+                assert read_plain({**raw, name: value}) is None, (name, raw)
+                assert parse_resource({**raw, name: value}).resource is None
+                checked[raw["resourceType"]] = checked.get(raw["resourceType"], 0) + 1
+    assert sum(checked.values()) > 100 and set(checked) == {t for t, groups in CHOICES.items() if groups}, checked
 
 
 def test_an_absent_element_reads_as_none_and_a_wrong_name_raises() -> None:

@@ -11,14 +11,15 @@ from typing import Any, Iterable
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import Finding
 from cds_service.clinical.reading import (
+    code_match,
     codings,
     condition_is_active,
     evidence,
-    match_codes,
-    match_concept,
     observation_is_negative,
     observation_is_usable,
     resource_texts,
+    text_match,
+    texts,
 )
 from cds_service.clinical.text import affirmed_phrase
 
@@ -31,21 +32,6 @@ def _shock_with_neck_flexion(text: str) -> bool:
     return bool(affirmed_phrase(text, shock) and affirmed_phrase(text, flexion))
 
 
-def _match(resource: Any, concept: valuesets.Concept, all_texts: list[str]) -> str | None:
-    is_observation = resource.get_resource_type() == "Observation"
-    matched = match_concept(resource.code, concept)
-    if matched:
-        return matched
-    if is_observation:
-        matched = match_codes(resource.valueCodeableConcept, concept)
-        if matched:
-            return matched
-    for text in all_texts:
-        if affirmed_phrase(text, concept.text) or (concept.key == "lhermitte" and _shock_with_neck_flexion(text)):
-            return f'text "{text}"'
-    return None
-
-
 def cord_feature_findings(conditions: Iterable[Any], observations: Iterable[Any], ms: Iterable[Finding]) -> list[Finding]:
     concepts = valuesets.concepts("cord_features").values()
     found = [f for f in ms if f.concept == MS_OF_SPINAL_CORD]
@@ -55,12 +41,22 @@ def cord_feature_findings(conditions: Iterable[Any], observations: Iterable[Any]
         is_observation = resource.get_resource_type() == "Observation"
         if is_observation and observation_is_negative(resource):
             continue
+        # Read once; each concept then looks at the code (codings, then texts), an Observation's
+        # value codings, and every text of the resource (value, components, notes, body site).
         all_texts = resource_texts(resource)
-        codings_seen = list(codings(resource.code)) + (list(codings(resource.valueCodeableConcept)) if is_observation else [])
-        if not quick.may_match(codings_seen, all_texts):
+        code_codings = codings(resource.code)
+        value_codings = codings(resource.valueCodeableConcept) if is_observation else []
+        if not quick.may_match(code_codings + value_codings, all_texts):
             continue
+        code_texts = texts(resource.code)
         for concept in concepts:
-            matched = _match(resource, concept, all_texts)
+            matched = code_match(code_codings, concept) or text_match(code_texts, concept) or code_match(value_codings, concept)
+            if not matched and concept.key == "lhermitte":
+                matched = next(
+                    (f'text "{t}"' for t in all_texts if affirmed_phrase(t, concept.text) or _shock_with_neck_flexion(t)), None
+                )
+            elif not matched:
+                matched = text_match(all_texts, concept)
             if matched:
                 found.append(Finding(concept.key, concept.label, evidence(resource, matched)))
     return found

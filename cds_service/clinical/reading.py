@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Iterator
+from typing import Any
 
 from cds_service.clinical.facts import Evidence
 from cds_service.clinical.text import affirmed_phrase
@@ -21,18 +21,34 @@ def codeable_concepts(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def codings(concept: Any) -> Iterator[Any]:
-    for cc in codeable_concepts(concept):
-        yield from getattr(cc, "coding", None) or []
+def codings(concept: Any) -> list[Any]:
+    """The codings of a CodeableConcept (or of a list of them), in order."""
+    if concept is None:
+        return []
+    if isinstance(concept, (list, tuple)):
+        return [c for cc in concept for c in getattr(cc, "coding", None) or ()]
+    return list(getattr(concept, "coding", None) or ())
+
+
+def _add_texts(cc: Any, out: list[str]) -> None:
+    text = getattr(cc, "text", None)
+    if text:
+        out.append(text)
+    for coding in getattr(cc, "coding", None) or ():
+        if coding.display:
+            out.append(coding.display)
 
 
 def texts(concept: Any) -> list[str]:
     """`text` and coding displays of a CodeableConcept (or a list of them)."""
     out: list[str] = []
-    for cc in codeable_concepts(concept):
-        if getattr(cc, "text", None):
-            out.append(cc.text)
-        out.extend(c.display for c in getattr(cc, "coding", None) or [] if c.display)
+    if concept is None:
+        return out
+    if isinstance(concept, (list, tuple)):
+        for cc in concept:
+            _add_texts(cc, out)
+    else:
+        _add_texts(concept, out)
     return out
 
 
@@ -112,25 +128,33 @@ def describe_code(system: str | None, code: str, display: str | None) -> str:
     return f"{label} {display}" if display else label
 
 
-def match_codes(concept_value: Any, concept: Concept) -> str | None:
-    """A description of the first coding of `concept_value` in `concept`, or None."""
-    for coding in codings(concept_value):
+def code_match(codings_seen: list[Any], concept: Concept) -> str | None:
+    """A description of the first of `codings_seen` that is in `concept`, or None."""
+    for coding in codings_seen:
         if coding.code and concept.match_code(coding.system, coding.code):
             display = concept.codes.get((coding.system, coding.code)) or coding.display
             return describe_code(coding.system, coding.code, display)
     return None
 
 
-def match_concept(concept_value: Any, concept: Concept) -> str | None:
-    """Codes first; text (code.text and displays) only when no coding matches."""
-    by_code = match_codes(concept_value, concept)
-    if by_code:
-        return by_code
-    for text in texts(concept_value):
+def text_match(texts_seen: list[str], concept: Concept) -> str | None:
+    """`text "…"` for the first of `texts_seen` that affirms a phrase of `concept`, or None."""
+    if concept.text is None:
+        return None
+    for text in texts_seen:
         if affirmed_phrase(text, concept.text):
             return f'text "{text}"'
     return None
 
+
+def match_codes(concept_value: Any, concept: Concept) -> str | None:
+    """A description of the first coding of `concept_value` in `concept`, or None."""
+    return code_match(codings(concept_value), concept)
+
+
+def match_concept(concept_value: Any, concept: Concept) -> str | None:
+    """Codes first; text (code.text and displays) only when no coding matches."""
+    return match_codes(concept_value, concept) or text_match(texts(concept_value), concept)
 
 
 # --- statuses ---------------------------------------------------------------------------------

@@ -18,32 +18,20 @@ from cds_service.clinical import valuesets
 from cds_service.clinical.facts import Finding
 from cds_service.clinical.reading import (
     clinical_date,
+    code_match,
     codings,
     condition_is_active,
     condition_is_erroneous,
     evidence,
-    match_codes,
-    match_concept,
     observation_is_negative,
     observation_is_usable,
     observation_value_texts,
     resource_texts,
+    text_match,
     texts,
     within_days,
 )
-from cds_service.clinical.text import affirmed_phrase, any_phrase
-
-
-def _observation_match(observation: Any, concept: valuesets.Concept) -> str | None:
-    if observation_is_negative(observation):
-        return None
-    matched = match_concept(observation.code, concept) or match_codes(observation.valueCodeableConcept, concept)
-    if matched:
-        return matched
-    for text in observation_value_texts(observation):
-        if affirmed_phrase(text, concept.text):
-            return f'text "{text}"'
-    return None
+from cds_service.clinical.text import any_phrase
 
 
 def red_flag_findings(
@@ -67,19 +55,30 @@ def red_flag_findings(
 
     quick = valuesets.screen("red_flags")
     for resource, is_new in candidates:
+        # Read the resource once; then each concept looks, in order, at the code's codings, the
+        # code's texts and (an Observation's) value codings and value texts.
+        code_codings, code_texts = codings(resource.code), texts(resource.code)
+        value_codings: list[Any] = []
+        value_texts: list[str] = []
         is_observation = resource.get_resource_type() == "Observation"
         if is_observation:
-            codings_seen = list(codings(resource.code)) + list(codings(resource.valueCodeableConcept))
-            texts_seen = texts(resource.code) + observation_value_texts(resource)
-        else:
-            codings_seen, texts_seen = list(codings(resource.code)), texts(resource.code)
-        if not quick.may_match(codings_seen, texts_seen):
+            value_codings, value_texts = codings(resource.valueCodeableConcept), observation_value_texts(resource)
+        if not quick.may_match(code_codings + value_codings, code_texts + value_texts):
             continue
+        if is_observation and observation_is_negative(resource):
+            continue  # it records the absence of the finding
+        both_sides: bool | None = None
         for concept in concepts:
-            matched = _observation_match(resource, concept) if is_observation else match_concept(resource.code, concept)
+            matched = (
+                code_match(code_codings, concept)
+                or text_match(code_texts, concept)
+                or code_match(value_codings, concept)
+                or text_match(value_texts, concept)
+            )
             if not matched:
                 continue
-            both_sides = any(any_phrase(t, bilateral) for t in resource_texts(resource))
+            if both_sides is None:
+                both_sides = any(any_phrase(t, bilateral) for t in resource_texts(resource))
             finding = Finding(concept.key, concept.label, evidence(resource, matched), concept.extra.get("group", ""), both_sides)
             (new if is_new else chronic).append(finding)
     return new, chronic

@@ -36,8 +36,23 @@ ELEMENTS_READ = {
             "abatementDateTime", "abatementAge", "abatementPeriod", "abatementRange", "abatementString",
         }
     ),
+    # intent is not read but required (1..1); a contained Medication may name the drug.
+    "MedicationRequest": frozenset(
+        {
+            "resourceType", "id", "status", "intent", "subject", "authoredOn", "dosageInstruction",
+            "medicationCodeableConcept", "medicationReference", "contained",
+        }
+    ),
+    "MedicationStatement": frozenset(
+        {
+            "resourceType", "id", "status", "subject", "effectiveDateTime", "effectivePeriod", "dateAsserted", "dosage",
+            "medicationCodeableConcept", "medicationReference", "contained",
+        }
+    ),
 }
 IMAGING_SERIES_ELEMENTS_READ = frozenset({"uid", "modality", "bodySite", "description"})
+DOSAGE_ELEMENTS_READ = frozenset({"text", "route"})
+_NESTED_READ = (("series", IMAGING_SERIES_ELEMENTS_READ), ("dosageInstruction", DOSAGE_ELEMENTS_READ), ("dosage", DOSAGE_ELEMENTS_READ))
 FINDING, WINDOW = 1, 2
 _MEMO_LIMIT = 20_000
 _ALWAYS = frozenset({"Condition", "ImagingStudy", "Medication"})
@@ -189,10 +204,9 @@ class RelevanceFilter:
         if elements is None:
             return raw
         trimmed = {k: v for k, v in raw.items() if k in elements}
-        if "series" in trimmed and isinstance(trimmed["series"], list):  # not the (many) instances
-            trimmed["series"] = [
-                {k: v for k, v in s.items() if k in IMAGING_SERIES_ELEMENTS_READ} if isinstance(s, dict) else s for s in trimmed["series"]
-            ]
+        for name, kept in _NESTED_READ:
+            if name in trimmed and isinstance(trimmed[name], list):  # e.g. not the (many) instances of a series
+                trimmed[name] = [{k: v for k, v in item.items() if k in kept} if isinstance(item, dict) else item for item in trimmed[name]]
         return trimmed
 
     def keep(self, raw: dict[str, Any], now: dt.date, lookback_days: int, memo: dict[tuple[Any, ...], int] | None = None) -> bool:

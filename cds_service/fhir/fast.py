@@ -1,5 +1,6 @@
 """A fast reader for the clean, common shape of the bulk resources (Observation, Condition,
-ImagingStudy), for the elements the rules read. Never wider than `fhir.resources`.
+ImagingStudy, MedicationRequest, MedicationStatement), for the elements the rules read. Never wider
+than `fhir.resources`.
 
 Validating one resource with `fhir.resources` costs 60-100 µs, most of it model machinery rather
 than checks, and a long record has hundreds of relevant Observations. This reader accepts a
@@ -281,7 +282,62 @@ _imaging_study = _complex(
     base=Resource,
 )
 
-_READERS: dict[str, Reader] = {"Observation": _observation, "Condition": _condition, "ImagingStudy": _imaging_study}
+_dosage = _complex("Dosage", {"text": _string, "route": _codeable_concept})
+_MEDICATION = {"medicationCodeableConcept": _codeable_concept, "medicationReference": _reference}
+_medication_request = _complex(
+    "MedicationRequest",
+    {
+        "resourceType": _resource_type("MedicationRequest"),
+        "id": _id,
+        "status": _code,
+        "intent": _code,
+        "subject": _reference,
+        "authoredOn": _date_time,
+        "dosageInstruction": _list_of(_dosage),
+        **_MEDICATION,
+    },
+    required=("resourceType", "status", "intent", "subject"),
+    choices=(tuple(_MEDICATION),),
+    base=Resource,
+)
+_medication_statement = _complex(
+    "MedicationStatement",
+    {
+        "resourceType": _resource_type("MedicationStatement"),
+        "id": _id,
+        "status": _code,
+        "subject": _reference,
+        "effectiveDateTime": _date_time,
+        "effectivePeriod": _period,
+        "dateAsserted": _date_time,
+        "dosage": _list_of(_dosage),
+        **_MEDICATION,
+    },
+    required=("resourceType", "status", "subject"),
+    choices=(tuple(_MEDICATION), ("effectiveDateTime", "effectivePeriod")),
+    base=Resource,
+)
+
+
+def _one_medication(read: Reader) -> Reader:
+    """medication[x] is required (1..1): exactly one of its two forms."""
+
+    def read_with_medication(value: Any) -> Any:
+        resource = read(value)
+        if ("medicationCodeableConcept" in value) == ("medicationReference" in value):
+            raise _NOT_PLAIN
+        return resource
+
+    return read_with_medication
+
+
+_READERS: dict[str, Reader] = {
+    "Observation": _observation,
+    "Condition": _condition,
+    "ImagingStudy": _imaging_study,
+    "MedicationRequest": _one_medication(_medication_request),
+    "MedicationStatement": _one_medication(_medication_statement),
+}
 TYPES_READ = frozenset(_READERS)
 
 

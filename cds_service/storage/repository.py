@@ -9,6 +9,7 @@ Patient ids are hashed here, before anything reaches the database.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Sequence
 
@@ -99,13 +100,13 @@ class OverrideMemory:
     issued_at: dt.datetime
 
 
-def _insert(storage: Storage, table: Any) -> Any:
+def _insert(dialect: str, table: Any) -> Any:
     """INSERT with the dialect's ON CONFLICT support (both dialects spell it the same way)."""
-    if storage.dialect == "postgresql":
+    if dialect == "postgresql":
         return postgresql_insert(table)
-    if storage.dialect == "sqlite":
+    if dialect == "sqlite":
         return sqlite_insert(table)
-    raise NotImplementedError(storage.dialect)  # pragma: no cover - db.py accepts only these two
+    raise NotImplementedError(dialect)  # pragma: no cover - db.py accepts only these two
 
 
 async def record_issued_cards(storage: Storage, cards: Iterable[CardRecord]) -> int:
@@ -125,21 +126,22 @@ async def record_issued_cards(storage: Storage, cards: Iterable[CardRecord]) -> 
     }
     if not rows:
         return 0
-    table = IssuedCard.__table__
-    statement = (
-        _insert(storage, table)
-        .values(list(rows.values()))
-        .on_conflict_do_nothing(index_elements=["card_uuid"])
-        .returning(table.c.card_uuid)
-    )
     async with storage.engine.begin() as connection:  # every issued card passes here: no ORM session
-        stored = len((await connection.execute(statement)).all())
+        # One statement for any batch size (executemany): SQLAlchemy compiles it once per dialect,
+        # where a multi-row VALUES clause would be compiled anew for every batch.
+        stored = len((await connection.execute(_issued_card_insert(storage.dialect), list(rows.values()))).all())
     # Feedback that arrived before its card (from another replica, or within the writer's linger)
     # gets the card's patient hash now. After the commit, so that of two racing writers of the card
     # and of its feedback, the one committing second always sees the other's row.
     async with storage.engine.begin() as connection:
         await connection.execute(_fill_feedback_patient_hash(list(rows)))
     return stored
+
+
+@functools.cache
+def _issued_card_insert(dialect: str) -> Any:
+    table = IssuedCard.__table__
+    return _insert(dialect, table).on_conflict_do_nothing(index_elements=["card_uuid"]).returning(table.c.card_uuid)
 
 
 def _fill_feedback_patient_hash(card_uuids: list[str]) -> Any:
@@ -193,7 +195,7 @@ async def record_feedback(
         row["patient_hash"] = known.get(row["card_uuid"])
     table = Feedback.__table__
     statement = (
-        _insert(storage, table)
+        _insert(storage.dialect, table)
         .values(list(rows.values()))
         .on_conflict_do_nothing(index_elements=list(_FEEDBACK_KEY))
         .returning(table.c.id)
