@@ -14,7 +14,8 @@ connections over the workers), and the ratio to the first count, as the median o
 The table goes to bench/results/workers.md.
 
 On a 2-core machine wrk and the workers share the cores, so two workers cannot reach 2x: the
-report prints the load generator's CPU share beside the figures.
+report prints the load generator's CPU share beside the figures, and that of every other process
+(from /proc/stat: with PostgreSQL on the same machine, mostly its server processes).
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     samples: dict[int, list[int]] = {n: [] for n in args.workers}
     cpu_split: dict[int, list[list[float]]] = {n: [] for n in args.workers}
     loadgen_share: dict[int, list[float]] = {n: [] for n in args.workers}
+    other_share: dict[int, list[float]] = {n: [] for n in args.workers}  # the database server, mostly
     try:
         for s in servers.values():
             s.start()
@@ -122,15 +124,18 @@ def main(argv: list[str] | None = None) -> int:
                 s.wait_idle()
                 pids = s.worker_pids()
                 cpu0 = [bench.cpu_seconds(pid) for pid in pids]
-                children0, t0 = bench.children_cpu_seconds(), time.monotonic()
+                children0, busy0, t0 = bench.children_cpu_seconds(), bench.machine_busy_seconds(), time.monotonic()
                 result = bench.run_load(loadgen, s.port, body_path, args.connections, args.duration, 30, {})
                 elapsed = time.monotonic() - t0
                 used = [bench.cpu_seconds(pid) - c for pid, c in zip(pids, cpu0)]
+                loadgen_used = bench.children_cpu_seconds() - children0
+                other_used = bench.machine_busy_seconds() - busy0 - sum(used) - loadgen_used
                 rate = result["requests"] / (result["duration_us"] / 1e6)
                 rates[n].append(rate)
                 samples[n].extend(result["samples"])
                 cpu_split[n].append(used)
-                loadgen_share[n].append((bench.children_cpu_seconds() - children0) / elapsed / (os.cpu_count() or 1))
+                loadgen_share[n].append(loadgen_used / elapsed / (os.cpu_count() or 1))
+                other_share[n].append(max(0.0, other_used) / elapsed / (os.cpu_count() or 1))
                 print(f"round {r + 1}: {n} worker(s): {rate:.1f} req/s, worker CPU s {[round(u, 1) for u in used]}")
     finally:
         for s in servers.values():
@@ -144,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         f"rounds of {args.duration} s; load generator {loadgen}; database "
         f"{'CDS_DATABASE_URL' if 'CDS_DATABASE_URL' in base_env else 'a fresh SQLite file per server'}.",
         "",
-        f"| workers | req/s median (min-max) | p50 ms | p99 ms | CPU split between workers | load generator CPU | vs {first} worker(s) |",
-        "|---:|---:|---:|---:|---|---:|---:|",
+        f"| workers | req/s median (min-max) | p50 ms | p99 ms | CPU split between workers | load generator CPU "
+        f"| other processes CPU | vs {first} worker(s) |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for n in args.workers:
         ordered = sorted(samples[n])
@@ -156,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| {n} | {statistics.median(rates[n]):.1f} ({min(rates[n]):.1f}-{max(rates[n]):.1f}) "
             f"| {bench.fmt_ms(bench.percentile(ordered, 50))} | {bench.fmt_ms(bench.percentile(ordered, 99))} "
             f"| {' / '.join(f'{100 * c / total:.0f}%' for c in split)} "
-            f"| {100 * statistics.median(loadgen_share[n]):.0f}% | {statistics.median(ratios):.2f}x |"
+            f"| {100 * statistics.median(loadgen_share[n]):.0f}% | {100 * statistics.median(other_share[n]):.0f}% "
+            f"| {statistics.median(ratios):.2f}x |"
         )
     text = "\n".join(lines) + "\n"
     print("\n" + text)
