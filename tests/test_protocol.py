@@ -53,6 +53,23 @@ def test_discovery_lists_the_patient_view_service(client: TestClient) -> None:
         assert "{{context.patientId}}" in template
 
 
+# --- card content ---------------------------------------------------------------------------------
+
+
+def test_chart_text_cannot_inject_markdown_into_the_card(client: TestClient) -> None:
+    """Evidence quoted from the chart is one line with markdown syntax escaped: a note cannot add a
+    link, emphasis, a heading, a table or HTML to the card the clinician reads."""
+    body = copy.deepcopy(load_fixture("baseline-chief-complaint-narrative"))
+    complaint = body["prefetch"]["observations"]["entry"][0]["resource"]
+    complaint["valueString"] = "Neck and upper back pain\n# **URGENT** [order](https://evil.example) <b>x</b> | a_b `c` \\"
+    response = client.post(SERVICE_URL, json=body)
+    assert response.status_code == 200, response.text
+    detail = response.json()["cards"][0]["detail"]
+    quoted = next(line for line in detail.splitlines() if "Neck and upper back pain" in line)
+    assert "Neck and upper back pain \\# \\*\\*URGENT\\*\\* \\[order\\](https://evil.example) \\<b\\>x\\</b\\> \\| a\\_b \\`c\\` \\\\" in quoted
+    assert "](https://evil.example)" not in detail.replace("\\]", "")
+
+
 # --- tolerant reading ------------------------------------------------------------------------------
 
 
