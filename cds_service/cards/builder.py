@@ -29,12 +29,12 @@ def _date(value: dt.date | None) -> str:
     return value.isoformat() if value else "date not recorded"
 
 
-_MARKDOWN_ESCAPES = str.maketrans({char: "\\" + char for char in "\\`*_[]<>#|"})
-
-
 def _md(text: str) -> str:
     """Chart text shown inside markdown: keep it on one line and neutralise markdown syntax."""
-    return " ".join(text.split()).translate(_MARKDOWN_ESCAPES)
+    flat = " ".join(text.split())
+    for char in "\\`*_[]<>#|":
+        flat = flat.replace(char, "\\" + char)
+    return flat
 
 
 def _finding_line(title: str, finding: Finding, bilateral_word: str) -> str:
