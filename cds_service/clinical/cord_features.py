@@ -51,12 +51,12 @@ def cord_feature_findings(conditions: Iterable[Any], observations: Iterable[Any]
         code_texts = texts(resource.code)
         for concept in concepts:
             matched = code_match(code_codings, concept) or text_match(code_texts, concept) or code_match(value_codings, concept)
-            if not matched and concept.key == "lhermitte":
+            if not matched:
+                lhermitte = concept.key == "lhermitte"
                 matched = next(
-                    (f'text "{t}"' for t in all_texts if affirmed_phrase(t, concept.text) or _shock_with_neck_flexion(t)), None
+                    (f'text "{t}"' for t in all_texts if affirmed_phrase(t, concept.text) or (lhermitte and _shock_with_neck_flexion(t))),
+                    None,
                 )
-            elif not matched:
-                matched = text_match(all_texts, concept)
             if matched:
                 found.append(Finding(concept.key, concept.label, evidence(resource, matched)))
     return found

@@ -14,13 +14,6 @@ from cds_service.clinical.text import affirmed_phrase
 from cds_service.clinical.valuesets import Concept, system_name
 
 
-def codeable_concepts(value: Any) -> list[Any]:
-    """A CodeableConcept, a list of them, or None -> a list."""
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
 def codings(concept: Any) -> list[Any]:
     """The codings of a CodeableConcept (or of a list of them), in order."""
     if concept is None:

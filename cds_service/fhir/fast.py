@@ -162,9 +162,11 @@ def _complex(
     required: tuple[str, ...] = (),
     choices: tuple[tuple[str, ...], ...] = (),
     base: type[Element] = Element,
+    required_choices: tuple[tuple[str, ...], ...] = (),
 ) -> Reader:
     """A reader of one complex type: a JSON object with only `elements` (each read by its
-    reader), all of `required`, and at most one element of each group in `choices`."""
+    reader), all of `required`, at most one element of each group in `choices`, and exactly one of
+    each group in `required_choices` (a 1..1 choice element such as medication[x])."""
     cls = _element_class(fhir_type, base)
 
     def read(value: Any) -> Element:
@@ -181,6 +183,9 @@ def _complex(
                 raise _NOT_PLAIN
         for group in choices:
             if sum(name in values for name in group) > 1:
+                raise _NOT_PLAIN
+        for group in required_choices:
+            if sum(name in values for name in group) != 1:
                 raise _NOT_PLAIN
         return cls(values)
 
@@ -297,7 +302,7 @@ _medication_request = _complex(
         **_MEDICATION,
     },
     required=("resourceType", "status", "intent", "subject"),
-    choices=(tuple(_MEDICATION),),
+    required_choices=(tuple(_MEDICATION),),
     base=Resource,
 )
 _medication_statement = _complex(
@@ -314,29 +319,18 @@ _medication_statement = _complex(
         **_MEDICATION,
     },
     required=("resourceType", "status", "subject"),
-    choices=(tuple(_MEDICATION), ("effectiveDateTime", "effectivePeriod")),
+    choices=(("effectiveDateTime", "effectivePeriod"),),
+    required_choices=(tuple(_MEDICATION),),
     base=Resource,
 )
-
-
-def _one_medication(read: Reader) -> Reader:
-    """medication[x] is required (1..1): exactly one of its two forms."""
-
-    def read_with_medication(value: Any) -> Any:
-        resource = read(value)
-        if ("medicationCodeableConcept" in value) == ("medicationReference" in value):
-            raise _NOT_PLAIN
-        return resource
-
-    return read_with_medication
 
 
 _READERS: dict[str, Reader] = {
     "Observation": _observation,
     "Condition": _condition,
     "ImagingStudy": _imaging_study,
-    "MedicationRequest": _one_medication(_medication_request),
-    "MedicationStatement": _one_medication(_medication_statement),
+    "MedicationRequest": _medication_request,
+    "MedicationStatement": _medication_statement,
 }
 TYPES_READ = frozenset(_READERS)
 
