@@ -33,8 +33,16 @@ class PrefetchData:
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> count (no PHI)
     fetch_attempted: set[str] = field(default_factory=set)  # keys already asked of the FHIR server
 
-    def all_resources(self) -> list[FHIRAbstractModel | Resource]:
-        return [r for rs in self.resources.values() for r in rs]
+    def all_resources(self, order: Iterable[str] | None = None) -> list[FHIRAbstractModel | Resource]:
+        """Every resource read, key by key (in `order` when given)."""
+        keys = list(order) if order is not None else list(self.resources)
+        return [r for key in keys for r in self.resources.get(key, ())]
+
+    def add(self, other: PrefetchData) -> None:
+        """Take in what another read of further keys found."""
+        self.resources.update(other.resources)
+        self.unavailable.update(other.unavailable)
+        self.skipped.update(other.skipped)
 
 
 def _reference_id(reference: Any, resource_type: str) -> str | None:
@@ -88,6 +96,31 @@ def _raw_entries(value: dict[str, Any]) -> tuple[list[Any], str | None]:
     return found, None
 
 
+def unusable_keys(prefetch: Mapping[str, Any] | None, keys: Iterable[str]) -> dict[str, str]:
+    """Why each of `keys` cannot be used, without reading its resources: absent, null, not a
+    resource, an error OperationOutcome, paginated. (read_prefetch finds the same reasons.)"""
+    prefetch = prefetch or {}
+    out: dict[str, str] = {}
+    for key in keys:
+        reason = _unusable(prefetch, key)
+        if reason is None and isinstance(prefetch[key], dict):
+            reason = _raw_entries(prefetch[key])[1]
+        if reason is not None:
+            out[key] = reason
+    return out
+
+
+def _unusable(prefetch: Mapping[str, Any], key: str) -> str | None:
+    if key not in prefetch:
+        return "not sent"
+    value = prefetch[key]
+    if value is None:
+        return "sent as null"
+    if not isinstance(value, dict):
+        return "not a FHIR resource"
+    return None
+
+
 def read_prefetch(
     prefetch: Mapping[str, Any] | None,
     keys: Iterable[str],
@@ -112,17 +145,11 @@ def _read(
 ) -> PrefetchData:
     out = PrefetchData()
     for key in keys:
-        if key not in prefetch:
-            out.unavailable[key] = "not sent"
+        problem = _unusable(prefetch, key)
+        if problem is not None:
+            out.unavailable[key] = problem
             continue
-        value = prefetch[key]
-        if value is None:
-            out.unavailable[key] = "sent as null"
-            continue
-        if not isinstance(value, dict):
-            out.unavailable[key] = "not a FHIR resource"
-            continue
-        raws, problem = _raw_entries(value)
+        raws, problem = _raw_entries(prefetch[key])
         if problem:
             out.unavailable[key] = problem
             continue

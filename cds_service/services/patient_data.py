@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from cds_service.clinical import valuesets
-from cds_service.fhir.prefetch import PrefetchData, read_prefetch
+from cds_service.fhir.prefetch import PrefetchData, read_prefetch, unusable_keys
 from cds_service.fhir.source import DataUnavailable, MissingDataFetcher
 from cds_service.protocol.models import CdsRequest
 
@@ -97,16 +97,22 @@ class PatientDataLoader:
     ) -> PatientData | None:
         """The patient's resources, or None when the Conditions show no MS (`has_ms` decides).
 
-        `select` declines (or trims) raw resources before they are validated: see clinical/relevance.py."""
+        Conditions are read first; the other keys (most of a long record) only once MS is found,
+        so a patient without MS (most patients) costs little. `select` declines (or trims) raw
+        resources before they are validated: see clinical/relevance.py."""
         call = _Call(request, patient_id, select)
-        data = read_prefetch(request.prefetch, self.templates.keys(), patient_id, WANTED_TYPES, select)
+        later = REQUIRED_WITH_MS + OPTIONAL
+        data = read_prefetch(request.prefetch, REQUIRED_ALWAYS, patient_id, WANTED_TYPES, select)
         if "conditions" in data.unavailable:
             # Nothing can be decided without Conditions: read every missing key in one concurrent
             # round trip rather than one stage after another (the EHR's time budget is ~500 ms).
-            await self._fetch_missing(data, REQUIRED_ALWAYS + REQUIRED_WITH_MS + OPTIONAL, call)
+            data.unavailable.update(unusable_keys(request.prefetch, later))
+            await self._fetch_missing(data, REQUIRED_ALWAYS + later, call)
         await self._require(data, REQUIRED_ALWAYS, call)
         if not has_ms(data.resources["conditions"]):
             return None
-        await self._fetch_missing(data, REQUIRED_WITH_MS + OPTIONAL, call)
+        unread = [k for k in later if k not in data.fetch_attempted]
+        data.add(read_prefetch(request.prefetch, unread, patient_id, WANTED_TYPES, select))
+        await self._fetch_missing(data, later, call)
         await self._require(data, REQUIRED_WITH_MS, call)
-        return PatientData(data.all_resources(), medications_assessed="medications" not in data.unavailable)
+        return PatientData(data.all_resources(REQUIRED_ALWAYS + later), medications_assessed="medications" not in data.unavailable)
