@@ -102,9 +102,7 @@ def unusable_keys(prefetch: Mapping[str, Any] | None, keys: Iterable[str]) -> di
     prefetch = prefetch or {}
     out: dict[str, str] = {}
     for key in keys:
-        reason = _unusable(prefetch, key)
-        if reason is None and isinstance(prefetch[key], dict):
-            reason = _raw_entries(prefetch[key])[1]
+        reason = _unusable(prefetch, key) or _raw_entries(prefetch[key])[1]
         if reason is not None:
             out[key] = reason
     return out
