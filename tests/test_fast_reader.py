@@ -5,7 +5,8 @@ parse.py's repairs) and read the same way: every element, at every depth, with t
 value and type. Checked on every Observation, Condition, ImagingStudy, MedicationRequest and
 MedicationStatement of the fixtures and the EHR-variant cases, raw and as the relevance filter
 trims them, and on thousands of variants made by breaking them one element at a time (wrong
-types, bad dates, nulls, extensions, a second value of a choice element ...). A variant either reads the same both ways or is left to fhir.resources.
+types, bad dates, nulls, extensions, a second value of a choice element ...). A variant either
+reads the same both ways or is left to fhir.resources.
 """
 
 from __future__ import annotations
