@@ -40,7 +40,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 FIXTURE = REPO / "fixtures" / "patient-view" / "urgent-new-paraparesis.json"
 SERVICE_PATH = "/cds-services/ms-back-pain-patient-view"
-FIXTURE_NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)
+FIXTURE_NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
 # Which prefetch value of the source request answers a search for which resource type.
 TYPE_TO_KEY = {
@@ -71,9 +71,15 @@ def stub_app(source: Path, delay_s: float) -> Any:
             value = prefetch.get(TYPE_TO_KEY.get(resource_type, ""), None)
             entries = []
             if isinstance(value, dict) and value.get("resourceType") == "Bundle":
-                entries = [e for e in value.get("entry") or [] if e.get("resource", {}).get("resourceType") == resource_type]
-            body = {"resourceType": "Bundle", "type": "searchset", "total": len(entries),
-                    "link": [{"relation": "self", "url": f"{base}{resource_type}"}]}
+                entries = [
+                    e for e in value.get("entry") or [] if e.get("resource", {}).get("resourceType") == resource_type
+                ]
+            body = {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "total": len(entries),
+                "link": [{"relation": "self", "url": f"{base}{resource_type}"}],
+            }
             if entries:
                 body["entry"] = entries
             encoded[resource_type] = json.dumps(body).encode()
@@ -90,12 +96,16 @@ def stub_app(source: Path, delay_s: float) -> Any:
             resource_type, _, rid = path.partition("/")
             if resource_type == "Patient" and rid:
                 if rid != patient.get("id"):
-                    return JSONResponse({"resourceType": "OperationOutcome", "issue": [
-                        {"severity": "error", "code": "not-found"}]}, status_code=404)
+                    return JSONResponse(
+                        {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found"}]},
+                        status_code=404,
+                    )
                 return Response(json.dumps(patient).encode(), media_type="application/fhir+json")
             if resource_type not in TYPE_TO_KEY:
-                return JSONResponse({"resourceType": "OperationOutcome", "issue": [
-                    {"severity": "error", "code": "not-supported"}]}, status_code=400)
+                return JSONResponse(
+                    {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-supported"}]},
+                    status_code=400,
+                )
             wanted = parse_qs(urlsplit(str(request.url)).query).get("patient", [""])[0]
             if wanted not in (patient.get("id"), f"Patient/{patient.get('id')}"):
                 empty = {"resourceType": "Bundle", "type": "searchset", "total": 0}
@@ -116,8 +126,7 @@ def stub_app(source: Path, delay_s: float) -> Any:
 def run_stub(port: int, source: Path, delay_ms: float) -> None:
     import uvicorn
 
-    uvicorn.run(stub_app(source, delay_ms / 1000), host="127.0.0.1", port=port, log_level="warning",
-                access_log=False)
+    uvicorn.run(stub_app(source, delay_ms / 1000), host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 # --- the measurement ---------------------------------------------------------------------------
@@ -131,9 +140,21 @@ def free_port() -> int:
 
 def start_stub(source: Path, delay_ms: float) -> tuple[subprocess.Popen, str, int]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--stub", "--port", str(port),
-                             "--source", str(source), "--delay-ms", str(delay_ms)],
-                            cwd=REPO, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--stub",
+            "--port",
+            str(port),
+            "--source",
+            str(source),
+            "--delay-ms",
+            str(delay_ms),
+        ],
+        cwd=REPO,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -191,9 +212,11 @@ async def measure(stub_base: str, stub_port: int, source: Path, calls: int, warm
     headers = {"Content-Type": "application/json"}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as service, \
-                httpx.AsyncClient(base_url=stub_base + "/", timeout=10) as fhir, \
-                httpx.AsyncClient(base_url=f"http://127.0.0.1:{stub_port}", timeout=10) as admin:
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://service") as service,
+            httpx.AsyncClient(base_url=stub_base + "/", timeout=10) as fhir,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{stub_port}", timeout=10) as admin,
+        ):
             first = await service.post(SERVICE_PATH, content=body, headers=headers)
             if first.status_code != 200:
                 raise SystemExit(f"the service answered HTTP {first.status_code}: {first.text[:500]}")
@@ -224,7 +247,9 @@ async def measure(stub_base: str, stub_port: int, source: Path, calls: int, warm
             concurrent = []
             for _ in range(max(5, calls // 5)):  # the same searches all at once, no service around them
                 t = time.perf_counter()
-                await asyncio.gather(*(fhir.get(q, headers={"Accept": "application/fhir+json"}) for q in queries.values()))
+                await asyncio.gather(
+                    *(fhir.get(q, headers={"Accept": "application/fhir+json"}) for q in queries.values())
+                )
                 concurrent.append(time.perf_counter() - t)
 
             # The service's own processing of the same data when it comes as prefetch (no FHIR reads).
@@ -235,9 +260,17 @@ async def measure(stub_base: str, stub_port: int, source: Path, calls: int, warm
                 t = time.perf_counter()
                 r = await service.post(SERVICE_PATH, content=pf_body, headers=headers)
                 local.append(time.perf_counter() - t)
-    return {"walls": walls, "cards": [c.get("indicator") for c in cards], "stub": stub_stats,
-            "searches_per_call": stub_stats["requests"] / calls, "rtt": rtts, "sequential": sequential,
-            "concurrent": concurrent, "with_prefetch": local, "n_queries": len(queries)}
+    return {
+        "walls": walls,
+        "cards": [c.get("indicator") for c in cards],
+        "stub": stub_stats,
+        "searches_per_call": stub_stats["requests"] / calls,
+        "rtt": rtts,
+        "sequential": sequential,
+        "concurrent": concurrent,
+        "with_prefetch": local,
+        "n_queries": len(queries),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,19 +300,26 @@ def main(argv: list[str] | None = None) -> int:
     wall, rtt, seq = ms(r["walls"]), ms(r["rtt"]), ms(r["sequential"])
     n = r["n_queries"]
     src = args.source.relative_to(REPO) if args.source.is_relative_to(REPO) else args.source
-    print(f"FHIR fallback, no prefetch: stub FHIR server answering each search after {args.delay_ms:g} ms "
-          f"with {src}")
-    print(f"  service answer: HTTP 200, cards {r['cards']}; {r['searches_per_call']:g} searches per call, "
-          f"at most {r['stub']['max_in_flight']} in flight at once")
-    print(f"  patient-view call, median of {len(r['walls'])}:       {wall:7.1f} ms  "
-          f"(p90 {statistics.quantiles(r['walls'], n=10)[-1] * 1000:.1f} ms, min {min(r['walls']) * 1000:.1f} ms)")
+    print(f"FHIR fallback, no prefetch: stub FHIR server answering each search after {args.delay_ms:g} ms with {src}")
+    print(
+        f"  service answer: HTTP 200, cards {r['cards']}; {r['searches_per_call']:g} searches per call, "
+        f"at most {r['stub']['max_in_flight']} in flight at once"
+    )
+    print(
+        f"  patient-view call, median of {len(r['walls'])}:       {wall:7.1f} ms  "
+        f"(p90 {statistics.quantiles(r['walls'], n=10)[-1] * 1000:.1f} ms, min {min(r['walls']) * 1000:.1f} ms)"
+    )
     print(f"  one round trip to the stub (1 search):     {rtt:7.1f} ms")
     print(f"  the {n} searches at once, no service:        {ms(r['concurrent']):7.1f} ms")
-    print(f"  the {n} searches one after another:          {seq:7.1f} ms  (= {n} x {rtt:.1f} ms round trip: "
-          f"{n * rtt:.1f} ms)")
+    print(
+        f"  the {n} searches one after another:          {seq:7.1f} ms  (= {n} x {rtt:.1f} ms round trip: "
+        f"{n * rtt:.1f} ms)"
+    )
     print(f"  the same call with the data as prefetch:   {ms(r['with_prefetch']):7.1f} ms  (service processing only)")
-    print(f"  => a no-prefetch call costs {wall / rtt:.2f} round trips ({wall - rtt:+.1f} ms over one), "
-          f"{wall / seq * 100:.0f}% of the sequential sum")
+    print(
+        f"  => a no-prefetch call costs {wall / rtt:.2f} round trips ({wall - rtt:+.1f} ms over one), "
+        f"{wall / seq * 100:.0f}% of the sequential sum"
+    )
     return 0
 
 

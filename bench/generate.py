@@ -142,17 +142,36 @@ EXAM_ROWS: list[tuple[str, str, str, dict[str, str], str]] = [
     ("FS-NEURO-REFLEX", "Deep tendon reflexes", "2+ and symmetric", HYPERREFLEXIA, "3+ at knees, brisk"),
     ("FS-NEURO-GAIT", "Gait", "Normal gait, tandem intact", UNSTEADY, "Wide-based, unsteady on tandem"),
     ("FS-NEURO-STR-LE", "Strength, lower extremities", "5/5 throughout", WEAKNESS, "4+/5 hip flexors"),
-    ("FS-NEURO-SENS-LE", "Sensation, lower extremities", "Intact to light touch and pinprick", NUMB_LL,
-     "Reduced vibration sense at the toes"),
+    (
+        "FS-NEURO-SENS-LE",
+        "Sensation, lower extremities",
+        "Intact to light touch and pinprick",
+        NUMB_LL,
+        "Reduced vibration sense at the toes",
+    ),
     ("FS-NEURO-COORD", "Coordination", "Finger-nose-finger and heel-shin intact", ATAXIA, "Mild dysmetria left"),
-    ("FS-SPINE-EXAM", "Spine examination", "Non-tender, full range of motion", BACK_SPASM,
-     "Paraspinal muscle tenderness L4-L5"),
+    (
+        "FS-SPINE-EXAM",
+        "Spine examination",
+        "Non-tender, full range of motion",
+        BACK_SPASM,
+        "Paraspinal muscle tenderness L4-L5",
+    ),
 ]
 
 ROUTINE_COMPLAINTS = [
-    "Routine multiple sclerosis follow-up", "Fatigue", "Follow-up, doing well", "Infusion visit",
-    "Headache", "Blurred vision, right eye", "Leg stiffness in the evening", "Medication review",
-    "Annual review", "Heat intolerance", "Poor sleep", "Follow-up after MRI",
+    "Routine multiple sclerosis follow-up",
+    "Fatigue",
+    "Follow-up, doing well",
+    "Infusion visit",
+    "Headache",
+    "Blurred vision, right eye",
+    "Leg stiffness in the evening",
+    "Medication review",
+    "Annual review",
+    "Heat intolerance",
+    "Poor sleep",
+    "Follow-up after MRI",
 ]
 DMT_AND_OTHER_MEDS = [  # text only: these drugs have no code in the fixtures or value sets
     ("ocrelizumab 300 mg/10 mL solution for IV infusion", "Infuse 600 mg IV every 6 months"),
@@ -188,12 +207,17 @@ def composition(n: int) -> dict[str, int]:
     """Resources per type for a prefetch of `n` resources (Patient included)."""
     if n < 10:
         raise ValueError("the smallest realistic prefetch here is 10 resources")
-    conditions = max(3, min(45, round(n ** 0.42)))
+    conditions = max(3, min(45, round(n**0.42)))
     imaging = max(1, round(0.4 * math.sqrt(n)))
-    medications = 1 if n <= 10 else round(0.6 * n ** 0.55)
+    medications = 1 if n <= 10 else round(0.6 * n**0.55)
     observations = n - 1 - conditions - imaging - medications
-    return {"Patient": 1, "Condition": conditions, "Observation": observations,
-            "ImagingStudy": imaging, "MedicationRequest": medications}
+    return {
+        "Patient": 1,
+        "Condition": conditions,
+        "Observation": observations,
+        "ImagingStudy": imaging,
+        "MedicationRequest": medications,
+    }
 
 
 def span_years(n: int) -> float:
@@ -216,7 +240,7 @@ class Clock:
 
     def at(self, days_ago: float, minutes: int) -> str:
         """A dateTime on the day `days_ago` before the anchor, `minutes` after 08:00 UTC."""
-        d = dt.datetime.combine(self.day(days_ago), dt.time(8, 0), dt.timezone.utc) + dt.timedelta(minutes=minutes)
+        d = dt.datetime.combine(self.day(days_ago), dt.time(8, 0), dt.UTC) + dt.timedelta(minutes=minutes)
         return d.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def day_tag(self, days_ago: float) -> str:
@@ -230,37 +254,98 @@ def _conditions(c: bf.Chart, k: Clock, count: int, rng: random.Random, years: fl
     """Core three first (MS, current back pain, the new red flag), then context, then old diagnoses."""
     span = years * 365
     core_and_context = [
-        lambda: c.condition("ms", bf.cc(MS, G35_A, text="Relapsing-remitting multiple sclerosis"),
-                            onset=k.date(11 * 365 + 40), recorded=k.date(11 * 365 + 20)),
-        lambda: c.condition("lbp", bf.cc(LBP, text="Low back pain"), category=bf.ENCOUNTER_DX,
-                            onset=k.date(36), recorded=k.at(34, 425), encounter=c.encounter(k.day_tag(34))),
-        lambda: c.condition("paraparesis", bf.cc(PARAPARESIS, text="Paraparesis, new"), category=bf.ENCOUNTER_DX,
-                            onset=k.date(15), recorded=k.at(15, 380), encounter=c.encounter(k.day_tag(15))),
-        lambda: c.condition("spasticity", bf.cc(SPASTICITY, text="Spasticity of both legs"),
-                            onset=k.date(4 * 365 + 100), recorded=k.date(4 * 365 + 80)),
-        lambda: c.condition("neuropathic-pain", bf.cc(NEUROPATHIC_PAIN, text="Neuropathic pain, legs"),
-                            onset=k.date(2 * 365 + 10), recorded=k.date(2 * 365)),
-        lambda: c.condition("bladder", bf.cc(R39_15, text="Urinary urgency"),
-                            onset=k.date(5 * 365 + 200), recorded=k.at(5 * 365 + 190, 95)),
-        lambda: c.condition("lbp-2019", bf.cc(LBP, text="Low back pain"), clinical="resolved",
-                            category=bf.ENCOUNTER_DX, onset=k.date(7 * 365 + 30), recorded=k.date(7 * 365 + 28),
-                            abatement=k.date(7 * 365 - 60), encounter=c.encounter(k.day_tag(7 * 365 + 28))),
-        lambda: c.condition("neck-pain", bf.cc(NECK_PAIN, text="Neck pain"), clinical="resolved",
-                            onset=k.date(3 * 365 + 150), recorded=k.date(3 * 365 + 148),
-                            abatement=k.date(3 * 365 + 60)),
-        lambda: c.condition("relapse-2020", bf.cc(MS_EXACERBATION, text="MS relapse, optic neuritis"),
-                            clinical="resolved", category=bf.ENCOUNTER_DX, onset=k.date(6 * 365 + 75),
-                            recorded=k.at(6 * 365 + 74, 200), abatement=k.date(6 * 365 - 10),
-                            encounter=c.encounter(k.day_tag(6 * 365 + 74))),
-        lambda: c.condition("paresthesia-2017", bf.cc(PARESTHESIA, text="Tingling in both hands"),
-                            clinical="resolved", onset=k.date(9 * 365 + 12), recorded=k.date(9 * 365 + 5),
-                            abatement=k.date(9 * 365 - 80)),
-        lambda: c.condition("ms-rr", bf.cc(MS_RR, text="Relapsing remitting multiple sclerosis"),
-                            category=bf.ENCOUNTER_DX, onset=k.date(11 * 365 + 40), recorded=k.at(400, 180),
-                            encounter=c.encounter(k.day_tag(400))),
-        lambda: c.condition("chronic-lbp-2023", bf.cc(CHRONIC_LBP, M54_50, text="Chronic low back pain"),
-                            clinical="resolved", onset=k.date(3 * 365), recorded=k.date(3 * 365 - 14),
-                            abatement=k.date(2 * 365 + 200)),
+        lambda: c.condition(
+            "ms",
+            bf.cc(MS, G35_A, text="Relapsing-remitting multiple sclerosis"),
+            onset=k.date(11 * 365 + 40),
+            recorded=k.date(11 * 365 + 20),
+        ),
+        lambda: c.condition(
+            "lbp",
+            bf.cc(LBP, text="Low back pain"),
+            category=bf.ENCOUNTER_DX,
+            onset=k.date(36),
+            recorded=k.at(34, 425),
+            encounter=c.encounter(k.day_tag(34)),
+        ),
+        lambda: c.condition(
+            "paraparesis",
+            bf.cc(PARAPARESIS, text="Paraparesis, new"),
+            category=bf.ENCOUNTER_DX,
+            onset=k.date(15),
+            recorded=k.at(15, 380),
+            encounter=c.encounter(k.day_tag(15)),
+        ),
+        lambda: c.condition(
+            "spasticity",
+            bf.cc(SPASTICITY, text="Spasticity of both legs"),
+            onset=k.date(4 * 365 + 100),
+            recorded=k.date(4 * 365 + 80),
+        ),
+        lambda: c.condition(
+            "neuropathic-pain",
+            bf.cc(NEUROPATHIC_PAIN, text="Neuropathic pain, legs"),
+            onset=k.date(2 * 365 + 10),
+            recorded=k.date(2 * 365),
+        ),
+        lambda: c.condition(
+            "bladder",
+            bf.cc(R39_15, text="Urinary urgency"),
+            onset=k.date(5 * 365 + 200),
+            recorded=k.at(5 * 365 + 190, 95),
+        ),
+        lambda: c.condition(
+            "lbp-2019",
+            bf.cc(LBP, text="Low back pain"),
+            clinical="resolved",
+            category=bf.ENCOUNTER_DX,
+            onset=k.date(7 * 365 + 30),
+            recorded=k.date(7 * 365 + 28),
+            abatement=k.date(7 * 365 - 60),
+            encounter=c.encounter(k.day_tag(7 * 365 + 28)),
+        ),
+        lambda: c.condition(
+            "neck-pain",
+            bf.cc(NECK_PAIN, text="Neck pain"),
+            clinical="resolved",
+            onset=k.date(3 * 365 + 150),
+            recorded=k.date(3 * 365 + 148),
+            abatement=k.date(3 * 365 + 60),
+        ),
+        lambda: c.condition(
+            "relapse-2020",
+            bf.cc(MS_EXACERBATION, text="MS relapse, optic neuritis"),
+            clinical="resolved",
+            category=bf.ENCOUNTER_DX,
+            onset=k.date(6 * 365 + 75),
+            recorded=k.at(6 * 365 + 74, 200),
+            abatement=k.date(6 * 365 - 10),
+            encounter=c.encounter(k.day_tag(6 * 365 + 74)),
+        ),
+        lambda: c.condition(
+            "paresthesia-2017",
+            bf.cc(PARESTHESIA, text="Tingling in both hands"),
+            clinical="resolved",
+            onset=k.date(9 * 365 + 12),
+            recorded=k.date(9 * 365 + 5),
+            abatement=k.date(9 * 365 - 80),
+        ),
+        lambda: c.condition(
+            "ms-rr",
+            bf.cc(MS_RR, text="Relapsing remitting multiple sclerosis"),
+            category=bf.ENCOUNTER_DX,
+            onset=k.date(11 * 365 + 40),
+            recorded=k.at(400, 180),
+            encounter=c.encounter(k.day_tag(400)),
+        ),
+        lambda: c.condition(
+            "chronic-lbp-2023",
+            bf.cc(CHRONIC_LBP, M54_50, text="Chronic low back pain"),
+            clinical="resolved",
+            onset=k.date(3 * 365),
+            recorded=k.date(3 * 365 - 14),
+            abatement=k.date(2 * 365 + 200),
+        ),
     ]
     made = 0
     for make in core_and_context[:count]:
@@ -271,13 +356,25 @@ def _conditions(c: bf.Chart, k: Clock, count: int, rng: random.Random, years: fl
         days = span * (0.1 + 0.9 * rng.random()) + 120
         tag = k.day_tag(days)
         if i % 3 == 2:
-            c.condition(f"enc-lbp-{i:03d}", bf.cc(M54_50, text="Low back pain, unspecified"), clinical="resolved",
-                        category=bf.ENCOUNTER_DX, onset=k.date(days + 3), recorded=k.at(days, 60 + i % 400),
-                        abatement=k.date(days - 30), encounter=c.encounter(tag))
+            c.condition(
+                f"enc-lbp-{i:03d}",
+                bf.cc(M54_50, text="Low back pain, unspecified"),
+                clinical="resolved",
+                category=bf.ENCOUNTER_DX,
+                onset=k.date(days + 3),
+                recorded=k.at(days, 60 + i % 400),
+                abatement=k.date(days - 30),
+                encounter=c.encounter(tag),
+            )
         else:
-            c.condition(f"enc-ms-{i:03d}", bf.cc(G35_A, text="Relapsing-remitting multiple sclerosis"),
-                        category=bf.ENCOUNTER_DX, onset=k.date(11 * 365 + 40), recorded=k.at(days, 60 + i % 400),
-                        encounter=c.encounter(tag))
+            c.condition(
+                f"enc-ms-{i:03d}",
+                bf.cc(G35_A, text="Relapsing-remitting multiple sclerosis"),
+                category=bf.ENCOUNTER_DX,
+                onset=k.date(11 * 365 + 40),
+                recorded=k.at(days, 60 + i % 400),
+                encounter=c.encounter(tag),
+            )
         i += 1
         made += 1
 
@@ -288,18 +385,28 @@ def _imaging(c: bf.Chart, k: Clock, count: int, rng: random.Random, years: float
     def spinal(suffix: str, days: float) -> None:
         started = k.at(days, 45)
         c.imaging_study(
-            suffix, started=started, description="MRI cervical and thoracic spine without and with contrast",
-            procedure_codes=[bf.cc(MR_CSPINE, text="MRI C-spine w/wo contrast"),
-                             bf.cc(MR_TSPINE, text="MRI T-spine w/wo contrast")],
-            series_list=[c.series(f"{suffix}-s1", 1, CERVICAL_SPINE, "SAG T2 C-SPINE", 22 + int(days) % 5, started),
-                         c.series(f"{suffix}-s2", 2, THORACIC_SPINE, "SAG T2 T-SPINE", 26 + int(days) % 7, started)])
+            suffix,
+            started=started,
+            description="MRI cervical and thoracic spine without and with contrast",
+            procedure_codes=[
+                bf.cc(MR_CSPINE, text="MRI C-spine w/wo contrast"),
+                bf.cc(MR_TSPINE, text="MRI T-spine w/wo contrast"),
+            ],
+            series_list=[
+                c.series(f"{suffix}-s1", 1, CERVICAL_SPINE, "SAG T2 C-SPINE", 22 + int(days) % 5, started),
+                c.series(f"{suffix}-s2", 2, THORACIC_SPINE, "SAG T2 T-SPINE", 26 + int(days) % 7, started),
+            ],
+        )
 
     def lumbar(suffix: str, days: float) -> None:
         started = k.at(days, 300)
         c.imaging_study(
-            suffix, started=started, description="MRI lumbar spine without contrast",
+            suffix,
+            started=started,
+            description="MRI lumbar spine without contrast",
             procedure_codes=[bf.cc(MR_LSPINE, text="MRI lumbar spine without contrast")],
-            series_list=[c.series(f"{suffix}-s1", 1, LUMBAR_SPINE, "SAG T2 L-SPINE", 20, started)])
+            series_list=[c.series(f"{suffix}-s1", 1, LUMBAR_SPINE, "SAG T2 L-SPINE", 20, started)],
+        )
 
     def brain(suffix: str, days: float) -> None:
         started = k.at(days, 150)
@@ -308,8 +415,9 @@ def _imaging(c: bf.Chart, k: Clock, count: int, rng: random.Random, years: float
             s = c.series(f"{suffix}-s{number}", number, CERVICAL_SPINE, desc, inst, started)
             del s["bodySite"]  # no verified code for the brain in the fixtures or value sets
             series_list.append(s)
-        c.imaging_study(suffix, started=started, description="MRI brain without and with contrast",
-                        series_list=series_list)
+        c.imaging_study(
+            suffix, started=started, description="MRI brain without and with contrast", series_list=series_list
+        )
 
     made = 0
     spinal("mri-spine-0", 400)
@@ -331,9 +439,13 @@ def _imaging(c: bf.Chart, k: Clock, count: int, rng: random.Random, years: float
 def _medications(c: bf.Chart, k: Clock, count: int, rng: random.Random, years: float) -> None:
     """Ibuprofen for the current back pain first (active, 30 days: past the 14-day NSAID trial)."""
     lbp_ref = f"Condition/{c.prefix}-lbp"
-    c.medication_request("ibuprofen-current", bf.cc(IBUPROFEN, text="ibuprofen 400 mg tablet"),
-                         authored_on=k.at(30, 500), reason=lbp_ref,
-                         dosage_text="Take 1 tablet (400 mg) by mouth every 8 hours as needed for back pain")
+    c.medication_request(
+        "ibuprofen-current",
+        bf.cc(IBUPROFEN, text="ibuprofen 400 mg tablet"),
+        authored_on=k.at(30, 500),
+        reason=lbp_ref,
+        dosage_text="Take 1 tablet (400 mg) by mouth every 8 hours as needed for back pain",
+    )
     span = years * 365
     for i in range(1, count):
         days = 40 + (span - 40) * (i / max(1, count - 1))
@@ -344,8 +456,14 @@ def _medications(c: bf.Chart, k: Clock, count: int, rng: random.Random, years: f
             text, dosage = DMT_AND_OTHER_MEDS[i % len(DMT_AND_OTHER_MEDS)]
             concept = {"text": text}
         status = "active" if days < 200 and i % 3 != 0 else rng.choice(["completed", "completed", "stopped"])
-        res = bf.medication_request(f"{c.prefix}-med-{i:04d}", c.patient_id, concept, authored_on=k.at(days, 200 + i % 300),
-                                    dosage_text=dosage, status=status)
+        res = bf.medication_request(
+            f"{c.prefix}-med-{i:04d}",
+            c.patient_id,
+            concept,
+            authored_on=k.at(days, 200 + i % 300),
+            dosage_text=dosage,
+            status=status,
+        )
         c.medications.append(res)
 
 
@@ -361,37 +479,60 @@ class _ObservationMaker:
 
     def chief_complaint(self, days: float, minutes: int, text: str) -> None:
         coding = CC_NARRATIVE if self.n % 4 == 1 else CC_REPORTED
-        self.c.observation(self._id("cc"), bf.cc(coding, text="Chief complaint"), category="survey",
-                           effective=self.k.at(days, minutes), value_string=text,
-                           encounter=self.c.encounter(self.k.day_tag(days)))
+        self.c.observation(
+            self._id("cc"),
+            bf.cc(coding, text="Chief complaint"),
+            category="survey",
+            effective=self.k.at(days, minutes),
+            value_string=text,
+            encounter=self.c.encounter(self.k.day_tag(days)),
+        )
 
     def pain_score(self, days: float, minutes: int, score: int, site: dict[str, Any] | None) -> None:
-        self.c.observation(self._id("pain"), bf.cc(PAIN_NRS, text="Pain score (0-10)"), category="survey",
-                           effective=self.k.at(days, minutes), value_integer=score, body_site=site,
-                           encounter=self.c.encounter(self.k.day_tag(days)))
+        self.c.observation(
+            self._id("pain"),
+            bf.cc(PAIN_NRS, text="Pain score (0-10)"),
+            category="survey",
+            effective=self.k.at(days, minutes),
+            value_integer=score,
+            body_site=site,
+            encounter=self.c.encounter(self.k.day_tag(days)),
+        )
 
     def vital(self, days: float, minutes: int, row: tuple[str, str, str, float, float, int]) -> None:
         local_code, display, unit, low, high, decimals = row
         value = round(self.rng.uniform(low, high), decimals)
-        res = bf.observation(f"{self.c.prefix}-{self._id('vs')}", self.c.patient_id,
-                             bf.cc(bf.local(local_code, display, LOCAL_OBS), text=display),
-                             category="vital-signs", effective=self.k.at(days, minutes), value_integer=0,
-                             encounter=self.c.encounter(self.k.day_tag(days)))
+        res = bf.observation(
+            f"{self.c.prefix}-{self._id('vs')}",
+            self.c.patient_id,
+            bf.cc(bf.local(local_code, display, LOCAL_OBS), text=display),
+            category="vital-signs",
+            effective=self.k.at(days, minutes),
+            value_integer=0,
+            encounter=self.c.encounter(self.k.day_tag(days)),
+        )
         del res["valueInteger"]
         res["valueQuantity"] = {"value": int(value) if decimals == 0 else value, "unit": unit}
         self.c.observations.append(res)
 
-    def exam(self, days: float, minutes: int, row: tuple[str, str, str, dict[str, str], str],
-             abnormal: bool | None = None) -> None:
+    def exam(
+        self, days: float, minutes: int, row: tuple[str, str, str, dict[str, str], str], abnormal: bool | None = None
+    ) -> None:
         local_code, display, normal, finding, abnormal_text = row
         if abnormal is None:
             p = 0.25 if days < self.progression_days else 0.04
             abnormal = self.rng.random() < p
         kw: dict[str, Any] = (
-            {"value_concept": bf.cc(finding, text=abnormal_text)} if abnormal else {"value_string": normal})
-        self.c.observation(self._id("exam"), bf.cc(bf.local(local_code, display, LOCAL_OBS), text=display),
-                           category="exam", effective=self.k.at(days, minutes),
-                           encounter=self.c.encounter(self.k.day_tag(days)), **kw)
+            {"value_concept": bf.cc(finding, text=abnormal_text)} if abnormal else {"value_string": normal}
+        )
+        self.c.observation(
+            self._id("exam"),
+            bf.cc(bf.local(local_code, display, LOCAL_OBS), text=display),
+            category="exam",
+            effective=self.k.at(days, minutes),
+            encounter=self.c.encounter(self.k.day_tag(days)),
+            **kw,
+        )
 
 
 def _observations(c: bf.Chart, k: Clock, count: int, rng: random.Random, years: float) -> None:
@@ -433,7 +574,7 @@ def _observations(c: bf.Chart, k: Clock, count: int, rng: random.Random, years: 
         t = rng.randint(0, 120)
         steps: list[Any] = []
         if kind in ("clinic", "infusion", "inpatient"):
-            text = ("Back pain, follow-up" if recent else rng.choice(ROUTINE_COMPLAINTS))
+            text = "Back pain, follow-up" if recent else rng.choice(ROUTINE_COMPLAINTS)
             steps.append(lambda d=days, t=t, s=text: m.chief_complaint(d, t, s))
         vitals_rounds = {"clinic": 1, "infusion": 2, "inpatient": 4, "vitals-only": 1}[kind]
         for r in range(vitals_rounds):
@@ -496,7 +637,7 @@ def build_request(n: int, seed: int, anchor: dt.date) -> tuple[dict[str, Any], d
 def lint(name: str, request: dict[str, Any], expected: dict[str, Any], anchor: dt.date) -> list[str]:
     """The fixtures' structural lint, with "the future" measured from the anchor."""
     saved = bf.NOW_DT
-    bf.NOW_DT = dt.datetime.combine(anchor, dt.time(12, 0), dt.timezone.utc)
+    bf.NOW_DT = dt.datetime.combine(anchor, dt.time(12, 0), dt.UTC)
     try:
         return bf.lint(name, request, expected)
     finally:
@@ -507,15 +648,21 @@ def file_for(n: int, data_dir: Path = DATA_DIR) -> Path:
     return data_dir / f"patient-view-{n}.json"
 
 
-def generate(sizes: list[int], seed: int, anchor: dt.date, data_dir: Path = DATA_DIR, check: bool = False,
-             quiet: bool = False) -> dict[str, Any]:
+def generate(
+    sizes: list[int], seed: int, anchor: dt.date, data_dir: Path = DATA_DIR, check: bool = False, quiet: bool = False
+) -> dict[str, Any]:
     """Write the requests and manifest.json; return the manifest."""
     data_dir.mkdir(parents=True, exist_ok=True)
     get_model = None
     if check:
         from fhir.resources.R4B import get_fhir_model_class as get_model
-    manifest: dict[str, Any] = {"generator_version": GENERATOR_VERSION, "seed": seed, "anchor": anchor.isoformat(),
-                                "expected_indicator": "critical", "files": {}}
+    manifest: dict[str, Any] = {
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "anchor": anchor.isoformat(),
+        "expected_indicator": "critical",
+        "files": {},
+    }
     problems: list[str] = []
     for n in sizes:
         request, expected = build_request(n, seed, anchor)
@@ -526,8 +673,14 @@ def generate(sizes: list[int], seed: int, anchor: dt.date, data_dir: Path = DATA
         body = json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode()
         path = file_for(n, data_dir)
         path.write_bytes(body)
-        entry = {"path": path.name, "resources": n, "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(),
-                 "composition": composition(n), "span_years": round(span_years(n), 2)}
+        entry = {
+            "path": path.name,
+            "resources": n,
+            "bytes": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "composition": composition(n),
+            "span_years": round(span_years(n), 2),
+        }
         manifest["files"][str(n)] = entry
         if not quiet:
             print(f"  {path.relative_to(REPO)}: {n} resources, {len(body) / 1e6:.2f} MB, {entry['composition']}")
@@ -541,15 +694,24 @@ def generate(sizes: list[int], seed: int, anchor: dt.date, data_dir: Path = DATA
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate benchmark patient-view requests into bench/data/.")
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES),
-                        help="prefetch sizes in resources (default: 10 100 1000 10000)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_SIZES),
+        help="prefetch sizes in resources (default: 10 100 1000 10000)",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--anchor", type=dt.date.fromisoformat, default=None,
-                        help="the 'today' the data is built around, YYYY-MM-DD (default: today, UTC)")
+    parser.add_argument(
+        "--anchor",
+        type=dt.date.fromisoformat,
+        default=None,
+        help="the 'today' the data is built around, YYYY-MM-DD (default: today, UTC)",
+    )
     parser.add_argument("--out", type=Path, default=DATA_DIR)
     parser.add_argument("--check", action="store_true", help="also validate every resource with fhir.resources (R4B)")
     args = parser.parse_args(argv)
-    anchor = args.anchor or dt.datetime.now(dt.timezone.utc).date()
+    anchor = args.anchor or dt.datetime.now(dt.UTC).date()
     generate(args.sizes, args.seed, anchor, args.out, check=args.check)
     print(f"seed {args.seed}, anchor {anchor}: lint {'and fhir.resources check ' if args.check else ''}passed")
     return 0

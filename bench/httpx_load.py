@@ -19,8 +19,15 @@ import time
 import httpx
 
 
-async def _worker(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], stop_at: float,
-                  samples: list[int], counters: dict[str, int]) -> None:
+async def _worker(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    stop_at: float,
+    samples: list[int],
+    counters: dict[str, int],
+) -> None:
     while time.perf_counter() < stop_at:
         started = time.perf_counter()
         try:
@@ -44,16 +51,18 @@ async def _worker(client: httpx.AsyncClient, url: str, body: bytes, headers: dic
                 counters["status"] += 1
 
 
-async def run(url: str, body: bytes, connections: int, duration: float, timeout: float,
-              headers: dict[str, str]) -> tuple[dict, list[int]]:
+async def run(
+    url: str, body: bytes, connections: int, duration: float, timeout: float, headers: dict[str, str]
+) -> tuple[dict, list[int]]:
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     samples: list[int] = []
     counters = {"timeout": 0, "read": 0, "status": 0, "non_200": 0, "bytes": 0}
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
         started = time.perf_counter()
         stop_at = started + duration
-        await asyncio.gather(*(_worker(client, url, body, headers, stop_at, samples, counters)
-                               for _ in range(connections)))
+        await asyncio.gather(
+            *(_worker(client, url, body, headers, stop_at, samples, counters) for _ in range(connections))
+        )
         elapsed = time.perf_counter() - started
     ordered = sorted(samples)
 
@@ -64,12 +73,23 @@ async def run(url: str, body: bytes, connections: int, duration: float, timeout:
         "requests": len(samples),
         "duration_us": int(elapsed * 1e6),
         "bytes": counters["bytes"],
-        "errors": {"connect": 0, "read": counters["read"], "write": 0, "status": counters["status"],
-                   "timeout": counters["timeout"]},
+        "errors": {
+            "connect": 0,
+            "read": counters["read"],
+            "write": 0,
+            "status": counters["status"],
+            "timeout": counters["timeout"],
+        },
         "non_200": counters["non_200"],
-        "latency_us": {"min": ordered[0] if ordered else 0, "mean": sum(ordered) / len(ordered) if ordered else 0,
-                       "max": ordered[-1] if ordered else 0, "p50": pct(50), "p90": pct(90), "p95": pct(95),
-                       "p99": pct(99)},
+        "latency_us": {
+            "min": ordered[0] if ordered else 0,
+            "mean": sum(ordered) / len(ordered) if ordered else 0,
+            "max": ordered[-1] if ordered else 0,
+            "p50": pct(50),
+            "p90": pct(90),
+            "p95": pct(95),
+            "p99": pct(99),
+        },
     }
     return result, samples
 

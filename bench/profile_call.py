@@ -59,7 +59,7 @@ def build_app() -> Any:
 
 async def asgi_call(app: Any, body: bytes, path: str = SERVICE_PATH) -> tuple[int, bytes]:
     """One HTTP request straight into the ASGI app, as uvicorn delivers it."""
-    chunks = [body[i:i + 65536] for i in range(0, len(body), 65536)] or [b""]
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)] or [b""]
     state = {"i": 0, "status": 0}
     done = asyncio.Event()
     out: list[bytes] = []
@@ -80,11 +80,23 @@ async def asgi_call(app: Any, body: bytes, path: str = SERVICE_PATH) -> tuple[in
                 done.set()
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-        "headers": [(b"host", b"127.0.0.1:8080"), (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())],
-        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8080), "state": {},
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1:8080"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8080),
+        "state": {},
     }
     await app(scope, receive, send)
     return state["status"], b"".join(out)
@@ -105,7 +117,7 @@ class GcTimer:
             self.total += time.perf_counter() - self._t
             self.collections[info["generation"]] += 1
 
-    def __enter__(self) -> "GcTimer":
+    def __enter__(self) -> GcTimer:
         gc.callbacks.append(self)
         return self
 
@@ -119,12 +131,27 @@ class GcTimer:
 STAGES: list[tuple[str, str, str, bool]] = [
     ("cds_service.protocol.body", "read_limited_body", "read the request body", True),
     ("cds_service.protocol.body", "parse_json_object", "parse JSON (orjson) + nesting-depth check", True),
-    ("cds_service.jsonlimits", "nested_deeper_than", "nesting-depth checks, wherever made (body and/or each resource)", False),
+    (
+        "cds_service.jsonlimits",
+        "nested_deeper_than",
+        "nesting-depth checks, wherever made (body and/or each resource)",
+        False,
+    ),
     ("cds_service.protocol.models", "CdsRequest.model_validate", "validate the CDS Hooks request (pydantic)", True),
     ("cds_service.fhir.prefetch", "read_prefetch", "prefetch -> FHIR models (read_prefetch)", True),
-    ("cds_service.clinical.relevance", "RelevanceFilter.select", "of which the relevance filter on raw resources", False),
+    (
+        "cds_service.clinical.relevance",
+        "RelevanceFilter.select",
+        "of which the relevance filter on raw resources",
+        False,
+    ),
     ("cds_service.fhir.fast", "read_plain", "of which the fast reader (read_plain; its refusals included)", False),
-    ("cds_service.fhir.parse", "parse_resource", "of which validation into fhir.resources models (parse_resource)", False),
+    (
+        "cds_service.fhir.parse",
+        "parse_resource",
+        "of which validation into fhir.resources models (parse_resource)",
+        False,
+    ),
     ("cds_service.clinical.extract", "extract_facts", "clinical rules (extract_facts)", True),
     ("cds_service.clinical.red_flags", "red_flag_findings", "of which red flags", False),
     ("cds_service.clinical.cord_features", "cord_feature_findings", "of which cord features", False),
@@ -132,10 +159,19 @@ STAGES: list[tuple[str, str, str, bool]] = [
     ("cds_service.clinical.analgesic_response", "poor_response_findings", "of which analgesic response", False),
     ("cds_service.clinical.multiple_sclerosis", "ms_findings", "ms_findings (MS check in loading + rules)", False),
     ("cds_service.clinical.decision", "decide", "decision", True),
-    ("cds_service.services.card_memory", "CardMemory.last_override", "card memory: override look-up (database read)", True),
-    ("cds_service.services.card_memory", "CardMemory._write",
-     "card memory: record issued cards (a batched database write after the answer, off the call's path; wall "
-     "time including waits)", False),
+    (
+        "cds_service.services.card_memory",
+        "CardMemory.last_override",
+        "card memory: override look-up (database read)",
+        True,
+    ),
+    (
+        "cds_service.services.card_memory",
+        "CardMemory._write",
+        "card memory: record issued cards (a batched database write after the answer, off the call's path; wall "
+        "time including waits)",
+        False,
+    ),
     ("cds_service.cards.builder", "build_card", "card", True),
     ("cds_service.protocol.models", "CdsResponse.model_dump", "serialise the response model", True),
 ]
@@ -149,6 +185,7 @@ def _timed(original: Any, label: str) -> Any:
     import inspect
 
     if inspect.iscoroutinefunction(original):
+
         @functools.wraps(original)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             t = time.perf_counter()
@@ -159,6 +196,7 @@ def _timed(original: Any, label: str) -> Any:
                 _stage_depth[label] -= 1
                 if not _stage_depth[label]:
                     _stage_acc[label] = _stage_acc.get(label, 0.0) + time.perf_counter() - t
+
         return async_wrapper
 
     @functools.wraps(original)
@@ -171,6 +209,7 @@ def _timed(original: Any, label: str) -> Any:
             _stage_depth[label] -= 1
             if not _stage_depth[label]:
                 _stage_acc[label] = _stage_acc.get(label, 0.0) + time.perf_counter() - t
+
     return wrapper
 
 
@@ -254,9 +293,15 @@ def package_of(filename: str, funcname: str) -> str:
     """A readable bucket for a pstats entry."""
     if filename == "~":  # builtins / C functions: name them by what they are
         name = funcname.strip("<>{}")
-        for key, label in (("orjson", "orjson (C)"), ("pydantic_core", "pydantic-core validation (Rust)"),
-                           ("re.Pattern", "re (C)"), ("regex", "re (C)"), ("deepcopy", "copy"),
-                           ("isinstance", "builtins"), ("method 'append'", "builtins")):
+        for key, label in (
+            ("orjson", "orjson (C)"),
+            ("pydantic_core", "pydantic-core validation (Rust)"),
+            ("re.Pattern", "re (C)"),
+            ("regex", "re (C)"),
+            ("deepcopy", "copy"),
+            ("isinstance", "builtins"),
+            ("method 'append'", "builtins"),
+        ):
             if key in name:
                 return label
         if "pydantic_core" in funcname or "SchemaValidator" in funcname or "SchemaSerializer" in funcname:
@@ -337,9 +382,11 @@ def profile_size(n: int, calls: int, top: int, memory: bool) -> dict[str, Any]:
     self_top = sorted(entries.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
     # Coroutines are counted once per resumption by cProfile, so their cumulative time can exceed the
     # total: leave those out (the stage table above has the wall-clock split).
-    service_cum = sorted(((f, v) for f, v in entries.items()
-                          if "/cds_service/" in f[0].replace("\\", "/") and not _is_async(f)),
-                         key=lambda kv: kv[1][3], reverse=True)[:top]
+    service_cum = sorted(
+        ((f, v) for f, v in entries.items() if "/cds_service/" in f[0].replace("\\", "/") and not _is_async(f)),
+        key=lambda kv: kv[1][3],
+        reverse=True,
+    )[:top]
 
     stages = stage_times(app, loop, body, max(calls, 3 if n >= 10000 else 10))
     mem = None
@@ -354,12 +401,20 @@ def profile_size(n: int, calls: int, top: int, memory: bool) -> dict[str, Any]:
         mem = {"peak_mb": (peak - before) / 1e6, "retained_mb": (current - before) / 1e6}
     loop.run_until_complete(lifespan.__aexit__(None, None, None))
     loop.close()
-    return {"size": n, "calls": calls, "bytes": len(body), "wall_ms": [w * 1000 for w in walls],
-            "gc_ms": [x * 1000 for x in gc_share], "gc_collections": gc_counts, "profiled_s": total,
-            "by_package": sorted(by_package.items(), key=lambda kv: kv[1], reverse=True),
-            "self_top": [(short(f), v[1], v[2], v[3]) for f, v in self_top],
-            "service_cum": [(short(f), v[1], v[2], v[3]) for f, v in service_cum],
-            "memory": mem, "stages": stages}
+    return {
+        "size": n,
+        "calls": calls,
+        "bytes": len(body),
+        "wall_ms": [w * 1000 for w in walls],
+        "gc_ms": [x * 1000 for x in gc_share],
+        "gc_collections": gc_counts,
+        "profiled_s": total,
+        "by_package": sorted(by_package.items(), key=lambda kv: kv[1], reverse=True),
+        "self_top": [(short(f), v[1], v[2], v[3]) for f, v in self_top],
+        "service_cum": [(short(f), v[1], v[2], v[3]) for f, v in service_cum],
+        "memory": mem,
+        "stages": stages,
+    }
 
 
 def render(result: dict[str, Any], top: int) -> str:
@@ -367,33 +422,51 @@ def render(result: dict[str, Any], top: int) -> str:
     wall = statistics.median(result["wall_ms"])
     gc_ms = statistics.median(result["gc_ms"])
     g = result["gc_collections"]
-    lines = [f"### {n:,} resources ({result['bytes'] / 1e6:.2f} MB body), {calls} in-process calls", "",
-             f"Wall time per call without profiler: median **{wall:.0f} ms** (min {min(result['wall_ms']):.0f}, "
-             f"max {max(result['wall_ms']):.0f}); of it in the cyclic GC: median **{gc_ms:.0f} ms** "
-             f"({gc_ms / wall * 100:.0f}%; collections over {calls} calls: gen0 {g[0]}, gen1 {g[1]}, gen2 {g[2]}).  ",
-             f"Under cProfile: {total / calls * 1000:.0f} ms per call (instrumentation inflates Python-heavy code).", ""]
+    lines = [
+        f"### {n:,} resources ({result['bytes'] / 1e6:.2f} MB body), {calls} in-process calls",
+        "",
+        f"Wall time per call without profiler: median **{wall:.0f} ms** (min {min(result['wall_ms']):.0f}, "
+        f"max {max(result['wall_ms']):.0f}); of it in the cyclic GC: median **{gc_ms:.0f} ms** "
+        f"({gc_ms / wall * 100:.0f}%; collections over {calls} calls: gen0 {g[0]}, gen1 {g[1]}, gen2 {g[2]}).  ",
+        f"Under cProfile: {total / calls * 1000:.0f} ms per call (instrumentation inflates Python-heavy code).",
+        "",
+    ]
     if result["memory"]:
         m = result["memory"]
-        lines += [f"tracemalloc, one call: peak of Python allocations **{m['peak_mb']:.0f} MB** above the idle app "
-                  f"(retained after the call: {m['retained_mb']:.1f} MB).", ""]
+        lines += [
+            f"tracemalloc, one call: peak of Python allocations **{m['peak_mb']:.0f} MB** above the idle app "
+            f"(retained after the call: {m['retained_mb']:.1f} MB).",
+            "",
+        ]
     st = result["stages"]
-    lines += [f"Stages, wall clock without profiler (median of {st['calls']} calls, {st['wall'] * 1000:.0f} ms per call; "
-              "indented rows are part of the row above them):", "",
-              "| stage | ms per call | share |", "|---|---:|---:|"]
+    lines += [
+        f"Stages, wall clock without profiler (median of {st['calls']} calls, {st['wall'] * 1000:.0f} ms per call; "
+        "indented rows are part of the row above them):",
+        "",
+        "| stage | ms per call | share |",
+        "|---|---:|---:|",
+    ]
     for label, value, is_top in st["rows"]:
         name = label if is_top else f"&nbsp;&nbsp;{label}"
         if value is None:
             lines.append(f"| {name} | not found | |")
         else:
             lines.append(f"| {name} | {value * 1000:.1f} | {value / st['wall'] * 100:.0f}% |")
-    lines.append(f"| framework, middleware, routing, call log, response rendering (the rest) | "
-                 f"{st['other'] * 1000:.1f} | {st['other'] / st['wall'] * 100:.0f}% |")
+    lines.append(
+        f"| framework, middleware, routing, call log, response rendering (the rest) | "
+        f"{st['other'] * 1000:.1f} | {st['other'] / st['wall'] * 100:.0f}% |"
+    )
     lines += ["", "Self time by package (cProfile):", "", "| package | self time | share |", "|---|---:|---:|"]
     for pkg, tt in result["by_package"][:12]:
         lines.append(f"| {pkg} | {tt / calls * 1000:.1f} ms | {tt / total * 100:.1f}% |")
-    lines += ["", "Service functions by cumulative time (a function's time includes what it calls; `async def` "
-              "functions left out, cProfile cannot attribute their time across awaits):", "",
-              "| function | calls/call | cumulative | share |", "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "Service functions by cumulative time (a function's time includes what it calls; `async def` "
+        "functions left out, cProfile cannot attribute their time across awaits):",
+        "",
+        "| function | calls/call | cumulative | share |",
+        "|---|---:|---:|---:|",
+    ]
     for name, nc, _tt, ct in result["service_cum"][:top]:
         lines.append(f"| `{name}` | {nc // calls:,} | {ct / calls * 1000:.1f} ms | {ct / total * 100:.1f}% |")
     lines += ["", "Top functions by self time:", "", "| function | calls/call | self | share |", "|---|---:|---:|---:|"]
@@ -424,8 +497,13 @@ def main(argv: list[str] | None = None) -> int:
     missing = [n for n in args.sizes if not generate.file_for(n).exists()]
     if missing:
         import datetime as dt
-        generate.generate(sorted(set(missing) | set(generate.DEFAULT_SIZES)), generate.DEFAULT_SEED,
-                          dt.datetime.now(dt.timezone.utc).date(), quiet=True)
+
+        generate.generate(
+            sorted(set(missing) | set(generate.DEFAULT_SIZES)),
+            generate.DEFAULT_SEED,
+            dt.datetime.now(dt.UTC).date(),
+            quiet=True,
+        )
     md = report(args.sizes, {n: args.calls for n in args.sizes} if args.calls else None, args.top, not args.no_memory)
     print(md)
     if args.out:

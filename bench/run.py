@@ -46,7 +46,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 sys.path.insert(0, str(BENCH))
 import generate  # noqa: E402  (bench/generate.py)
 
-
 # --- /proc helpers (Linux) ---------------------------------------------------------------------
 
 
@@ -103,10 +102,10 @@ class BackgroundMeter:
     """Share of the machine's CPU used by processes other than the two servers and the load generator
     while a run lasts: other people's jobs on a shared host distort the figures."""
 
-    def __init__(self, servers: list["Server"]):
+    def __init__(self, servers: list[Server]):
         self.servers = servers
 
-    def __enter__(self) -> "BackgroundMeter":
+    def __enter__(self) -> BackgroundMeter:
         self.t0 = time.monotonic()
         self.busy0 = machine_busy_seconds()
         self.ours0 = sum(s.cpu() for s in self.servers) + children_cpu_seconds()
@@ -115,11 +114,12 @@ class BackgroundMeter:
     def __exit__(self, *exc: Any) -> None:
         wall = time.monotonic() - self.t0
         foreign = (machine_busy_seconds() - self.busy0) - (
-            sum(s.cpu() for s in self.servers) + children_cpu_seconds() - self.ours0)
+            sum(s.cpu() for s in self.servers) + children_cpu_seconds() - self.ours0
+        )
         self.share = max(0.0, foreign) / max(1e-9, wall * (os.cpu_count() or 1))
 
 
-def wait_quiet(servers: list["Server"], max_share: float, timeout: float) -> float:
+def wait_quiet(servers: list[Server], max_share: float, timeout: float) -> float:
     """Wait (up to `timeout` s) until other processes use less than `max_share` of the machine."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -172,23 +172,37 @@ class Server:
 
     @property
     def cmd(self) -> list[str]:
-        return [sys.executable, "-m", "uvicorn", self.app, "--workers", str(self.workers), "--host", "127.0.0.1",
-                "--port", str(self.port), *self.uvicorn_args]
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            self.app,
+            "--workers",
+            str(self.workers),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *self.uvicorn_args,
+        ]
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "wb")
         # Own session: a Ctrl-C in the terminal reaches only run.py, which then stops the servers itself.
-        self.proc = subprocess.Popen(self.cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise SystemExit(f"{self.name} exited at start-up (code {self.proc.returncode}); see {self.log_path}\n"
-                                 + self.log_path.read_text(errors="replace")[-3000:])
+                raise SystemExit(
+                    f"{self.name} exited at start-up (code {self.proc.returncode}); see {self.log_path}\n"
+                    + self.log_path.read_text(errors="replace")[-3000:]
+                )
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 conn.request("GET", "/cds-services")
@@ -270,8 +284,9 @@ def pick_loadgen(choice: str) -> str:
     return "httpx"
 
 
-def run_load(loadgen: str, port: int, body_path: Path, connections: int, duration_s: int, timeout_s: int,
-             headers: dict[str, str]) -> dict[str, Any]:
+def run_load(
+    loadgen: str, port: int, body_path: Path, connections: int, duration_s: int, timeout_s: int, headers: dict[str, str]
+) -> dict[str, Any]:
     """One bounded load run from a separate process; returns the parsed summary plus `samples` (µs)."""
     url = f"http://127.0.0.1:{port}{SERVICE_PATH}"
     with tempfile.NamedTemporaryFile(prefix="bench-samples-", suffix=".txt", delete=False) as tmp:
@@ -279,24 +294,46 @@ def run_load(loadgen: str, port: int, body_path: Path, connections: int, duratio
     try:
         if loadgen == "wrk":
             # One connection per wrk thread, so each thread can time its own requests (see wrk_post.lua).
-            cmd = ["wrk", f"-t{connections}", f"-c{connections}", f"-d{duration_s}s", f"--timeout", f"{timeout_s}s",
-                   "-s", str(LUA)]
+            cmd = [
+                "wrk",
+                f"-t{connections}",
+                f"-c{connections}",
+                f"-d{duration_s}s",
+                "--timeout",
+                f"{timeout_s}s",
+                "-s",
+                str(LUA),
+            ]
             for name, value in headers.items():
                 cmd += ["-H", f"{name}: {value}"]
             cmd.append(url)
             env = {**os.environ, "BENCH_BODY": str(body_path), "BENCH_SAMPLES": samples_path}
         else:
-            cmd = [sys.executable, str(BENCH / "httpx_load.py"), url, "--body", str(body_path),
-                   "--connections", str(connections), "--duration", str(duration_s), "--timeout", str(timeout_s),
-                   "--samples", samples_path]
+            cmd = [
+                sys.executable,
+                str(BENCH / "httpx_load.py"),
+                url,
+                "--body",
+                str(body_path),
+                "--connections",
+                str(connections),
+                "--duration",
+                str(duration_s),
+                "--timeout",
+                str(timeout_s),
+                "--samples",
+                samples_path,
+            ]
             for name, value in headers.items():
                 cmd += ["--header", f"{name}: {value}"]
             env = dict(os.environ)
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration_s + timeout_s + 60)
         line = next((l for l in proc.stdout.splitlines() if l.startswith("BENCH_RESULT ")), None)
         if proc.returncode != 0 or line is None:
-            raise RuntimeError(f"load generator failed (exit {proc.returncode}): {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
-        result = json.loads(line[len("BENCH_RESULT "):])
+            raise RuntimeError(
+                f"load generator failed (exit {proc.returncode}): {proc.stdout[-2000:]} {proc.stderr[-2000:]}"
+            )
+        result = json.loads(line[len("BENCH_RESULT ") :])
         with open(samples_path) as f:
             result["samples"] = [int(x) for x in f if x.strip()]
         return result
@@ -367,45 +404,81 @@ def phases_for(plan: Plan, warm_time_s: float) -> list[tuple[str, int, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Benchmark the CDS Hooks service against a bare FastAPI ceiling.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description="Benchmark the CDS Hooks service against a bare FastAPI ceiling.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--quick", action="store_true", help="~1-2 minute run: 2 rounds, 2-6 s runs, fewer samples")
     p.add_argument("--sizes", type=int, nargs="+", default=list(generate.DEFAULT_SIZES), help="prefetch sizes")
     p.add_argument("--rounds", type=int, default=None, help="A/B rounds per size (default 4, quick 2)")
     p.add_argument("--duration", type=int, default=None, help="base (minimum) seconds per run (default 5, quick 2)")
     p.add_argument("--max-duration", type=int, default=None, help="cap on seconds per run (default 20, quick 6)")
-    p.add_argument("--target-samples", type=int, default=None,
-                   help="latency runs last long enough for about this many requests, within the duration bounds "
-                        "(default 40, quick 6)")
-    p.add_argument("--min-samples", type=int, default=None,
-                   help="runs stretch beyond --max-duration (up to 60 s) to get at least this many requests "
-                        "(default 3, quick 1)")
-    p.add_argument("--connections", type=int, default=1,
-                   help="> 1 adds a throughput run per app with this many connections in flight (default: the "
-                        "one-connection run gives both throughput and latency)")
+    p.add_argument(
+        "--target-samples",
+        type=int,
+        default=None,
+        help="latency runs last long enough for about this many requests, within the duration bounds "
+        "(default 40, quick 6)",
+    )
+    p.add_argument(
+        "--min-samples",
+        type=int,
+        default=None,
+        help="runs stretch beyond --max-duration (up to 60 s) to get at least this many requests (default 3, quick 1)",
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=1,
+        help="> 1 adds a throughput run per app with this many connections in flight (default: the "
+        "one-connection run gives both throughput and latency)",
+    )
     p.add_argument("--loadgen", choices=("auto", "wrk", "httpx"), default="auto")
     p.add_argument("--seed", type=int, default=generate.DEFAULT_SEED)
-    p.add_argument("--anchor", type=dt.date.fromisoformat, default=None,
-                   help="date the generated data is built around (default: today, UTC)")
+    p.add_argument(
+        "--anchor",
+        type=dt.date.fromisoformat,
+        default=None,
+        help="date the generated data is built around (default: today, UTC)",
+    )
     p.add_argument("--regenerate", action="store_true", help="rebuild bench/data even if it matches")
-    p.add_argument("--auth", choices=("disabled", "inherit"), default="disabled",
-                   help="'disabled' starts the service with CDS_AUTH_MODE=disabled (no client JWT per call); "
-                        "'inherit' leaves the environment as it is (then pass --header 'Authorization: Bearer ...')")
+    p.add_argument(
+        "--auth",
+        choices=("disabled", "inherit"),
+        default="disabled",
+        help="'disabled' starts the service with CDS_AUTH_MODE=disabled (no client JWT per call); "
+        "'inherit' leaves the environment as it is (then pass --header 'Authorization: Bearer ...')",
+    )
     p.add_argument("--header", action="append", default=[], help="extra request header 'Name: value' (repeatable)")
-    p.add_argument("--uvicorn-arg", action="append", default=[],
-                   help="extra uvicorn flag for BOTH apps, e.g. --uvicorn-arg=--http=httptools (repeatable)")
+    p.add_argument(
+        "--uvicorn-arg",
+        action="append",
+        default=[],
+        help="extra uvicorn flag for BOTH apps, e.g. --uvicorn-arg=--http=httptools (repeatable)",
+    )
     p.add_argument("--access-log", action="store_true", help="keep uvicorn's access log (off by default for both)")
-    p.add_argument("--service-app", default="cds_service.app:app",
-                   help="uvicorn import string of the service (e.g. a what-if variant in bench/variants.py)")
+    p.add_argument(
+        "--service-app",
+        default="cds_service.app:app",
+        help="uvicorn import string of the service (e.g. a what-if variant in bench/variants.py)",
+    )
     p.add_argument("--ceiling-app", default="bench.ceiling_app:app", help="uvicorn import string of the ceiling")
     p.add_argument("--service-port", type=int, default=0, help="0 = a free port")
     p.add_argument("--ceiling-port", type=int, default=0, help="0 = a free port")
-    p.add_argument("--profile", action="store_true",
-                   help="afterwards, profile in-process calls at 1,000 and 10,000 resources (bench/profile_call.py) "
-                        "and add the summary to the report")
-    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                   help="before each run, wait up to SECONDS until other processes use < 10%% of the machine "
-                        "(for shared hosts; background load is measured and reported either way)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="afterwards, profile in-process calls at 1,000 and 10,000 resources (bench/profile_call.py) "
+        "and add the summary to the report",
+    )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each run, wait up to SECONDS until other processes use < 10%% of the machine "
+        "(for shared hosts; background load is measured and reported either way)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS / "latest.md")
     args = p.parse_args(argv)
 
@@ -426,12 +499,15 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
 
     # 1. data
-    anchor = args.anchor or dt.datetime.now(dt.timezone.utc).date()
+    anchor = args.anchor or dt.datetime.now(dt.UTC).date()
     manifest_path = generate.DATA_DIR / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    fresh = (manifest.get("seed") == args.seed and manifest.get("anchor") == anchor.isoformat()
-             and manifest.get("generator_version") == generate.GENERATOR_VERSION
-             and all(str(n) in manifest.get("files", {}) and generate.file_for(n).exists() for n in args.sizes))
+    fresh = (
+        manifest.get("seed") == args.seed
+        and manifest.get("anchor") == anchor.isoformat()
+        and manifest.get("generator_version") == generate.GENERATOR_VERSION
+        and all(str(n) in manifest.get("files", {}) and generate.file_for(n).exists() for n in args.sizes)
+    )
     if args.regenerate or not fresh:
         print(f"generating requests (seed {args.seed}, anchor {anchor}) -> {generate.DATA_DIR.relative_to(REPO)}/")
         manifest = generate.generate(sorted(set(args.sizes) | set(generate.DEFAULT_SIZES)), args.seed, anchor)
@@ -454,10 +530,22 @@ def main(argv: list[str] | None = None) -> int:
             (RESULTS / f"bench-cds.db{suffix}").unlink(missing_ok=True)
         service_env["CDS_DATABASE_URL"] = f"sqlite+aiosqlite:///{RESULTS / 'bench-cds.db'}"
     servers = {
-        "service": Server("service", args.service_app, args.service_port or free_port(), uvicorn_args,
-                          service_env, RESULTS / "logs" / "service.log"),
-        "ceiling": Server("ceiling", args.ceiling_app, args.ceiling_port or free_port(), uvicorn_args,
-                          base_env, RESULTS / "logs" / "ceiling.log"),
+        "service": Server(
+            "service",
+            args.service_app,
+            args.service_port or free_port(),
+            uvicorn_args,
+            service_env,
+            RESULTS / "logs" / "service.log",
+        ),
+        "ceiling": Server(
+            "ceiling",
+            args.ceiling_app,
+            args.ceiling_port or free_port(),
+            uvicorn_args,
+            base_env,
+            RESULTS / "logs" / "ceiling.log",
+        ),
     }
     runs: list[dict[str, Any]] = []
     per_size: dict[int, dict[str, Any]] = {}
@@ -468,8 +556,10 @@ def main(argv: list[str] | None = None) -> int:
         for s in servers.values():
             s.wait_ready()
             idle_rss[s.name] = s.rss_kb()
-            print(f"{s.name}: pid {s.worker_pid}, port {s.port}, idle RSS {idle_rss[s.name] / 1024:.0f} MB "
-                  f"({' '.join(s.cmd[2:])})")
+            print(
+                f"{s.name}: pid {s.worker_pid}, port {s.port}, idle RSS {idle_rss[s.name] / 1024:.0f} MB "
+                f"({' '.join(s.cmd[2:])})"
+            )
 
         # 3. per size: sanity + warm-up, then alternating A/B rounds
         for n in args.sizes:
@@ -485,16 +575,20 @@ def main(argv: list[str] | None = None) -> int:
                 t0, cpu0 = time.monotonic(), s.cpu()
                 status, data, first = post_once(s.port, body, headers)
                 if status != 200:
-                    raise SystemExit(f"{name} answered HTTP {status} for {n} resources: {data[:500]!r}\n"
-                                     f"(auth: --auth {args.auth}; server log: {s.log_path})")
+                    raise SystemExit(
+                        f"{name} answered HTTP {status} for {n} resources: {data[:500]!r}\n"
+                        f"(auth: --auth {args.auth}; server log: {s.log_path})"
+                    )
                 app_info: dict[str, Any] = {"first_call_s": first, "response_bytes": len(data)}
                 if name == "service":
                     cards = json.loads(data).get("cards", [])
                     app_info["cards"] = [c.get("indicator") for c in cards]
                     expected = manifest.get("expected_indicator", "critical")
                     if app_info["cards"] != [expected]:
-                        print(f"  WARNING: {n} resources: service returned cards {app_info['cards']}, expected "
-                              f"[{expected!r}] (the anchor date may be too old: --regenerate)")
+                        print(
+                            f"  WARNING: {n} resources: service returned cards {app_info['cards']}, expected "
+                            f"[{expected!r}] (the anchor date may be too old: --regenerate)"
+                        )
                 # Warm-up: more calls until warm_s has passed (none more when the check call took that long).
                 times = [first]
                 while time.monotonic() - t0 < plan.warm_s and len(times) < 200:
@@ -506,14 +600,17 @@ def main(argv: list[str] | None = None) -> int:
                 app_info["phases"] = phases_for(plan, warm[name])
                 info["apps"][name] = app_info
                 s.wait_idle()
-            skipped = [l for l in servers["service"].log_path.read_text(errors="replace").splitlines()
-                       if "skipped" in l]
+            skipped = [
+                l for l in servers["service"].log_path.read_text(errors="replace").splitlines() if "skipped" in l
+            ]
             if skipped:
                 print(f"  WARNING: the service skipped or repaired data: {skipped[-1][:200]}")
             est = plan.rounds * sum(sum(d for _, _, d in info["apps"][a]["phases"]) for a in APPS)
-            print(f"\n{n} resources ({len(body) / 1e6:.2f} MB): warm call service {warm['service'] * 1000:.1f} ms, "
-                  f"ceiling {warm['ceiling'] * 1000:.1f} ms; {plan.rounds} rounds, ~{est} s of load "
-                  f"(elapsed so far {time.monotonic() - t_start:.0f} s)")
+            print(
+                f"\n{n} resources ({len(body) / 1e6:.2f} MB): warm call service {warm['service'] * 1000:.1f} ms, "
+                f"ceiling {warm['ceiling'] * 1000:.1f} ms; {plan.rounds} rounds, ~{est} s of load "
+                f"(elapsed so far {time.monotonic() - t_start:.0f} s)"
+            )
             for r in range(plan.rounds):
                 order = APPS if r % 2 == 0 else APPS[::-1]
                 for name in order:
@@ -529,16 +626,31 @@ def main(argv: list[str] | None = None) -> int:
                         samples = res.pop("samples")
                         rps = res["requests"] / (res["duration_us"] / 1e6) if res["duration_us"] else 0.0
                         errors = sum(res["errors"].values()) + res["non_200"]
-                        run = {"size": n, "app": name, "round": r, "phase": phase, "connections": conns,
-                               "seconds": secs, "rps": rps, "requests": res["requests"], "errors": errors,
-                               "cpu_s": cpu, "settle_s": settle, "background_cpu_share": bg.share,
-                               "waited_for_quiet_s": waited, "samples_us": samples, "wrk": res}
+                        run = {
+                            "size": n,
+                            "app": name,
+                            "round": r,
+                            "phase": phase,
+                            "connections": conns,
+                            "seconds": secs,
+                            "rps": rps,
+                            "requests": res["requests"],
+                            "errors": errors,
+                            "cpu_s": cpu,
+                            "settle_s": settle,
+                            "background_cpu_share": bg.share,
+                            "waited_for_quiet_s": waited,
+                            "samples_us": samples,
+                            "wrk": res,
+                        }
                         runs.append(run)
                         sm = sorted(samples)
-                        print(f"  round {r + 1} {name:7s} {phase:10s} c={conns} {secs:2d}s: {rps:8.1f} req/s  "
-                              f"p50 {fmt_ms(percentile(sm, 50)):>7s} ms  p99 {fmt_ms(percentile(sm, 99)):>7s} ms  "
-                              f"n={len(samples)}  background CPU {bg.share * 100:.0f}%"
-                              + (f"  ERRORS {errors}" if errors else ""))
+                        print(
+                            f"  round {r + 1} {name:7s} {phase:10s} c={conns} {secs:2d}s: {rps:8.1f} req/s  "
+                            f"p50 {fmt_ms(percentile(sm, 50)):>7s} ms  p99 {fmt_ms(percentile(sm, 99)):>7s} ms  "
+                            f"n={len(samples)}  background CPU {bg.share * 100:.0f}%"
+                            + (f"  ERRORS {errors}" if errors else "")
+                        )
             for name, s in servers.items():
                 info["apps"][name]["peak_rss_kb"] = s.peak_rss_kb()
     finally:
@@ -551,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     profile_md = None
     if args.profile:
         import profile_call
+
         profile_md = profile_call.report([n for n in (1000, 10000) if n in args.sizes] or [max(args.sizes)])
     md = render(rows, env_info, plan, quick, profile_md)
     print("\n" + md)
@@ -558,8 +671,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(md, encoding="utf-8")
     raw = {"environment": env_info, "rows": rows, "sizes": {str(k): v for k, v in per_size.items()}, "runs": runs}
     args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1, default=str), encoding="utf-8")
-    print(f"wrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out} "
-          f"(+ .json with every run) in {time.monotonic() - t_start:.0f} s")
+    print(
+        f"wrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out} "
+        f"(+ .json with every run) in {time.monotonic() - t_start:.0f} s"
+    )
     return 0
 
 
@@ -578,7 +693,9 @@ def summarise(sizes: list[int], runs: list[dict[str, Any]], per_size: dict[int, 
                 "rps_min": min(tput.values()) if tput else None,
                 "rps_max": max(tput.values()) if tput else None,
                 "tput_connections": next((r["connections"] for r in mine if r["phase"] == tput_phase), None),
-                "p50_us": percentile(lat, 50), "p95_us": percentile(lat, 95), "p99_us": percentile(lat, 99),
+                "p50_us": percentile(lat, 50),
+                "p95_us": percentile(lat, 95),
+                "p99_us": percentile(lat, 99),
                 "max_us": lat[-1] if lat else None,
                 "n": len(lat),
                 "errors": sum(r["errors"] for r in mine),
@@ -587,20 +704,31 @@ def summarise(sizes: list[int], runs: list[dict[str, Any]], per_size: dict[int, 
                 "response_bytes": per_size[n]["apps"][app]["response_bytes"],
             }
         svc, ceil = by_app["service"], by_app["ceiling"]
-        paired = [svc["rps_by_round"][r] / ceil["rps_by_round"][r]
-                  for r in svc["rps_by_round"] if r in ceil["rps_by_round"] and ceil["rps_by_round"][r]]
+        paired = [
+            svc["rps_by_round"][r] / ceil["rps_by_round"][r]
+            for r in svc["rps_by_round"]
+            if r in ceil["rps_by_round"] and ceil["rps_by_round"][r]
+        ]
         shares = [r["background_cpu_share"] for r in runs if r["size"] == n]
-        rows.append({"size": n, "body_bytes": per_size[n]["bytes"], "apps": by_app,
-                     "background_mean": statistics.fmean(shares) if shares else 0.0,
-                     "background_max": max(shares) if shares else 0.0,
-                     "ratio": statistics.median(paired) if paired else None,
-                     "ratio_min": min(paired) if paired else None, "ratio_max": max(paired) if paired else None,
-                     "cards": per_size[n]["apps"]["service"].get("cards")})
+        rows.append(
+            {
+                "size": n,
+                "body_bytes": per_size[n]["bytes"],
+                "apps": by_app,
+                "background_mean": statistics.fmean(shares) if shares else 0.0,
+                "background_max": max(shares) if shares else 0.0,
+                "ratio": statistics.median(paired) if paired else None,
+                "ratio_min": min(paired) if paired else None,
+                "ratio_max": max(paired) if paired else None,
+                "cards": per_size[n]["apps"]["service"].get("cards"),
+            }
+        )
     return rows
 
 
-def environment_info(loadgen: str, servers: dict[str, Server], args: Any, plan: Plan, manifest: dict[str, Any],
-                     idle_rss: dict[str, int]) -> dict[str, Any]:
+def environment_info(
+    loadgen: str, servers: dict[str, Server], args: Any, plan: Plan, manifest: dict[str, Any], idle_rss: dict[str, int]
+) -> dict[str, Any]:
     def run(cmd: list[str]) -> str:
         try:
             return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
@@ -616,55 +744,91 @@ def environment_info(loadgen: str, servers: dict[str, Server], args: Any, plan: 
     for mod in ("fastapi", "uvicorn", "starlette", "pydantic", "orjson", "fhir.resources", "h11"):
         try:
             from importlib.metadata import version
+
             versions[mod] = version(mod)
         except Exception:  # noqa: BLE001
             pass
     loadgen_version = run(["wrk", "-v"]).splitlines()[0] if loadgen == "wrk" else "httpx (bench/httpx_load.py)"
     return {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": run(["git", "rev-parse", "--short", "HEAD"]),
         "dirty": bool(run(["git", "status", "--porcelain", "--untracked-files=no"])),
-        "cpus": os.cpu_count(), "cpu_model": cpu_model, "python": platform.python_version(),
-        "versions": versions, "loadgen": loadgen, "loadgen_version": loadgen_version,
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "python": platform.python_version(),
+        "versions": versions,
+        "loadgen": loadgen,
+        "loadgen_version": loadgen_version,
         "commands": {name: " ".join(s.cmd[2:]) for name, s in servers.items()},
         "uvicorn_flags": servers["service"].uvicorn_args,
         "apps": {"service": args.service_app, "ceiling": args.ceiling_app},
-        "auth": args.auth, "seed": manifest.get("seed"), "anchor": manifest.get("anchor"),
+        "auth": args.auth,
+        "seed": manifest.get("seed"),
+        "anchor": manifest.get("anchor"),
         "idle_rss_mb": {k: round(v / 1024, 1) for k, v in idle_rss.items()},
-        "plan": plan.__dict__, "cds_env": {k: v for k, v in os.environ.items() if k.startswith("CDS_")},
+        "plan": plan.__dict__,
+        "cds_env": {k: v for k, v in os.environ.items() if k.startswith("CDS_")},
     }
 
 
 TARGETS = [
     # (size, description, check(row) -> (value text, passed))
-    (100, "100 resources: service throughput >= 60% of the ceiling",
-     lambda r: (f"{r['ratio'] * 100:.0f}%" if r["ratio"] is not None else "-",
-                r["ratio"] is not None and r["ratio"] >= 0.60)),
-    (1000, "1,000 resources: p99 < 50 ms",
-     lambda r: (f"{fmt_ms(r['apps']['service']['p99_us'])} ms (n={r['apps']['service']['n']})",
-                r["apps"]["service"]["p99_us"] is not None and r["apps"]["service"]["p99_us"] < 50_000)),
-    (10000, "10,000 resources: p50 < 250 ms",
-     lambda r: (f"{fmt_ms(r['apps']['service']['p50_us'])} ms (n={r['apps']['service']['n']})",
-                r["apps"]["service"]["p50_us"] is not None and r["apps"]["service"]["p50_us"] < 250_000)),
-    (10000, "10,000 resources: service peak RSS < 300 MB",
-     lambda r: (f"{(r['apps']['service']['peak_rss_kb'] or 0) / 1024:.0f} MB",
-                (r["apps"]["service"]["peak_rss_kb"] or 0) / 1024 < 300)),
+    (
+        100,
+        "100 resources: service throughput >= 60% of the ceiling",
+        lambda r: (
+            f"{r['ratio'] * 100:.0f}%" if r["ratio"] is not None else "-",
+            r["ratio"] is not None and r["ratio"] >= 0.60,
+        ),
+    ),
+    (
+        1000,
+        "1,000 resources: p99 < 50 ms",
+        lambda r: (
+            f"{fmt_ms(r['apps']['service']['p99_us'])} ms (n={r['apps']['service']['n']})",
+            r["apps"]["service"]["p99_us"] is not None and r["apps"]["service"]["p99_us"] < 50_000,
+        ),
+    ),
+    (
+        10000,
+        "10,000 resources: p50 < 250 ms",
+        lambda r: (
+            f"{fmt_ms(r['apps']['service']['p50_us'])} ms (n={r['apps']['service']['n']})",
+            r["apps"]["service"]["p50_us"] is not None and r["apps"]["service"]["p50_us"] < 250_000,
+        ),
+    ),
+    (
+        10000,
+        "10,000 resources: service peak RSS < 300 MB",
+        lambda r: (
+            f"{(r['apps']['service']['peak_rss_kb'] or 0) / 1024:.0f} MB",
+            (r["apps"]["service"]["peak_rss_kb"] or 0) / 1024 < 300,
+        ),
+    ),
 ]
 
 
 def render(rows: list[dict[str, Any]], env: dict[str, Any], plan: Plan, quick: bool, profile_md: str | None) -> str:
     out = [f"# CDS service benchmark{' (quick)' if quick else ''}: {env['date']}", ""]
-    out.append(f"Commit `{env['commit']}`{' + uncommitted changes' if env['dirty'] else ''}; {env['cpus']} CPU "
-               f"({env['cpu_model']}), Python {env['python']}; load generator {env['loadgen_version']}.  ")
+    out.append(
+        f"Commit `{env['commit']}`{' + uncommitted changes' if env['dirty'] else ''}; {env['cpus']} CPU "
+        f"({env['cpu_model']}), Python {env['python']}; load generator {env['loadgen_version']}.  "
+    )
     out.append(f"Apps: service `{env['apps']['service']}`, ceiling `{env['apps']['ceiling']}`.  ")
-    out.append(f"Both apps: `uvicorn <app> --workers 1 --host 127.0.0.1 {' '.join(env['uvicorn_flags'])}` "
-               f"(service with client auth {env['auth']}); idle RSS service {env['idle_rss_mb'].get('service')} MB, "
-               f"ceiling {env['idle_rss_mb'].get('ceiling')} MB.  ")
-    out.append(f"Data: bench/generate.py seed {env['seed']}, anchor {env['anchor']}; {plan.rounds} alternating A/B "
-               f"rounds per size; runs of {plan.base_s}-{plan.max_s} s.")
+    out.append(
+        f"Both apps: `uvicorn <app> --workers 1 --host 127.0.0.1 {' '.join(env['uvicorn_flags'])}` "
+        f"(service with client auth {env['auth']}); idle RSS service {env['idle_rss_mb'].get('service')} MB, "
+        f"ceiling {env['idle_rss_mb'].get('ceiling')} MB.  "
+    )
+    out.append(
+        f"Data: bench/generate.py seed {env['seed']}, anchor {env['anchor']}; {plan.rounds} alternating A/B "
+        f"rounds per size; runs of {plan.base_s}-{plan.max_s} s."
+    )
     out.append("")
-    out.append("| resources | body | app | req/s | p50 ms | p95 ms | p99 ms | n | service/ceiling | peak RSS MB | "
-               "CPU ms/req | response |")
+    out.append(
+        "| resources | body | app | req/s | p50 ms | p95 ms | p99 ms | n | service/ceiling | peak RSS MB | "
+        "CPU ms/req | response |"
+    )
     out.append("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         for app in APPS:
@@ -673,27 +837,43 @@ def render(rows: list[dict[str, Any]], env: dict[str, Any], plan: Plan, quick: b
             if a["rps_min"] is not None and len(a["rps_by_round"]) > 1:
                 rps += f" ({fmt_rps(a['rps_min'])}-{fmt_rps(a['rps_max'])})"
             rps += f" @c{a['tput_connections']}"
-            ratio = (f"**{r['ratio'] * 100:.0f}%** ({r['ratio_min'] * 100:.0f}-{r['ratio_max'] * 100:.0f}%)"
-                     if app == "service" and r["ratio"] is not None else "")
+            ratio = (
+                f"**{r['ratio'] * 100:.0f}%** ({r['ratio_min'] * 100:.0f}-{r['ratio_max'] * 100:.0f}%)"
+                if app == "service" and r["ratio"] is not None
+                else ""
+            )
             err = f" ⚠ {a['errors']} errors" if a["errors"] else ""
             out.append(
                 f"| {r['size']:,} | {r['body_bytes'] / 1e6:.2f} MB | {app}{err} | {rps} | {fmt_ms(a['p50_us'])} | "
                 f"{fmt_ms(a['p95_us'])} | {fmt_ms(a['p99_us'])} | {a['n']} | {ratio} | "
                 f"{(a['peak_rss_kb'] or 0) / 1024:.0f} | {a['cpu_ms_per_req']:.1f} | "
-                f"{a['response_bytes'] / 1000:.1f} kB |")
-    out += ["", "req/s: median over rounds (min-max), measured with `@cN` connections in flight. Latencies: every "
-            "request of the one-connection runs of all rounds pooled (nearest rank), client-side from send to complete "
-            "response; n = requests behind them (treat p99 with n < 100 as indicative). service/ceiling: median of the "
-            "per-round throughput ratios (each round runs both apps back to back). Peak RSS: the kernel's VmHWM of the "
-            "worker, reset before each size. CPU ms/req: the server's CPU time per request during the sequential warm-up "
-            "calls (/proc utime+stime, 10 ms ticks).", ""]
-    bg = ", ".join(f"{r['size']:,}: {r['background_mean'] * 100:.0f}% (max {r['background_max'] * 100:.0f}%)"
-                   for r in rows)
+                f"{a['response_bytes'] / 1000:.1f} kB |"
+            )
+    out += [
+        "",
+        "req/s: median over rounds (min-max), measured with `@cN` connections in flight. Latencies: every "
+        "request of the one-connection runs of all rounds pooled (nearest rank), client-side from send to complete "
+        "response; n = requests behind them (treat p99 with n < 100 as indicative). service/ceiling: median of the "
+        "per-round throughput ratios (each round runs both apps back to back). Peak RSS: the kernel's VmHWM of the "
+        "worker, reset before each size. CPU ms/req: the server's CPU time per request during the sequential warm-up "
+        "calls (/proc utime+stime, 10 ms ticks).",
+        "",
+    ]
+    bg = ", ".join(
+        f"{r['size']:,}: {r['background_mean'] * 100:.0f}% (max {r['background_max'] * 100:.0f}%)" for r in rows
+    )
     noisy = [r for r in rows if r["background_max"] > 0.10]
-    out += [f"Background CPU (processes other than the two servers and the load generator, share of all "
-            f"{env['cpus']} CPUs during the runs), per size: {bg}."
-            + (" **Other jobs were running: treat these figures with care and re-run on a quiet machine "
-               "(or with --wait-quiet 120).**" if noisy else ""), ""]
+    out += [
+        f"Background CPU (processes other than the two servers and the load generator, share of all "
+        f"{env['cpus']} CPUs during the runs), per size: {bg}."
+        + (
+            " **Other jobs were running: treat these figures with care and re-run on a quiet machine "
+            "(or with --wait-quiet 120).**"
+            if noisy
+            else ""
+        ),
+        "",
+    ]
     out += ["## Targets", "", "| target | measured | |", "|---|---:|---|"]
     for size, text, check in TARGETS:
         row = next((r for r in rows if r["size"] == size), None)

@@ -26,7 +26,11 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-_FREE_STAGES = {"service_free_rules": ("rules",), "service_free_reading": ("reading",), "service_free_both": ("rules", "reading")}
+_FREE_STAGES = {
+    "service_free_rules": ("rules",),
+    "service_free_reading": ("reading",),
+    "service_free_both": ("rules", "reading"),
+}
 
 
 def _freeze_after_startup(app: Any) -> Any:
@@ -65,8 +69,8 @@ def __getattr__(name: str) -> Any:  # import the wrapped app only when uvicorn a
 
 
 def _with_free_stages(stages: tuple[str, ...]) -> Any:
-    from cds_service.services import ms_back_pain
     from cds_service.app import app
+    from cds_service.services import ms_back_pain
 
     first: dict[str, Any] = {}
     if "rules" in stages:

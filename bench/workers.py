@@ -29,7 +29,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -43,8 +42,21 @@ class ServeServer(bench.Server):
 
     @property
     def cmd(self) -> list[str]:
-        return [sys.executable, "-m", "cds_service.cli", "serve", "--workers", str(self.workers), "--host", "127.0.0.1",
-                "--port", str(self.port), "--log-level", "warning", "--no-access-log"]
+        return [
+            sys.executable,
+            "-m",
+            "cds_service.cli",
+            "serve",
+            "--workers",
+            str(self.workers),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
 
     def worker_pids(self) -> list[int]:
         """The processes that serve requests (with N > 1 the supervisor and multiprocessing's
@@ -70,8 +82,9 @@ def database_env(name: str, base: dict[str, str]) -> dict[str, str]:
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         env["CDS_DATABASE_URL"] = f"sqlite+aiosqlite:///{path}"
-    subprocess.run([sys.executable, "-m", "cds_service.cli", "migrate"], cwd=REPO, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "cds_service.cli", "migrate"], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL
+    )
     env["CDS_MIGRATE_ON_STARTUP"] = "false"
     return env
 
@@ -87,11 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     loadgen = bench.pick_loadgen("auto")
 
-    anchor = dt.datetime.now(dt.timezone.utc).date()
+    anchor = dt.datetime.now(dt.UTC).date()
     manifest_path = generate.DATA_DIR / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    if manifest.get("anchor") != anchor.isoformat() or not generate.file_for(args.size).exists() \
-            or manifest.get("generator_version") != generate.GENERATOR_VERSION:
+    if (
+        manifest.get("anchor") != anchor.isoformat()
+        or not generate.file_for(args.size).exists()
+        or manifest.get("generator_version") != generate.GENERATOR_VERSION
+    ):
         generate.generate(list(generate.DEFAULT_SIZES), generate.DEFAULT_SEED, anchor)
     body_path = generate.file_for(args.size)
     body = body_path.read_bytes()
@@ -99,8 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     bench.RESULTS.mkdir(parents=True, exist_ok=True)
     base_env = dict(os.environ)
     servers = {
-        n: ServeServer(f"{n}w", "cds-service", bench.free_port(), [], database_env(f"{n}w", base_env),
-                       bench.RESULTS / "logs" / f"serve-{n}w.log", workers=n)
+        n: ServeServer(
+            f"{n}w",
+            "cds-service",
+            bench.free_port(),
+            [],
+            database_env(f"{n}w", base_env),
+            bench.RESULTS / "logs" / f"serve-{n}w.log",
+            workers=n,
+        )
         for n in args.workers
     }
     rates: dict[int, list[float]] = {n: [] for n in args.workers}
@@ -145,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# Workers: `cds-service serve --workers N`, {args.size} resources, {args.connections} connections",
         "",
-        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} CPU; {args.rounds} alternating "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} CPU; {args.rounds} alternating "
         f"rounds of {args.duration} s; load generator {loadgen}; database "
         f"{'CDS_DATABASE_URL' if 'CDS_DATABASE_URL' in base_env else 'a fresh SQLite file per server'}.",
         "",

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
-
 from fastapi import FastAPI
 
 from cds_service import __version__
@@ -15,6 +14,7 @@ from cds_service.cards import orders
 from cds_service.cards.content import load_card_content
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import RuleSettings
+from cds_service.feedback.routes import install_feedback_routes
 from cds_service.fhir.client import FhirSearchClient
 from cds_service.fhir.source import MissingDataFetcher, NoFhirServerFetcher
 from cds_service.gcpause import freeze_start_up_objects
@@ -26,7 +26,6 @@ from cds_service.protocol.routes import router
 from cds_service.protocol.service import ServiceRegistry
 from cds_service.security import AuthSettings, install_client_auth
 from cds_service.security.replay_shared import close_replay_cache, replay_cache_from_settings
-from cds_service.feedback.routes import install_feedback_routes
 from cds_service.services.card_memory import CardMemory
 from cds_service.services.ms_back_pain import MsBackPainPatientView
 from cds_service.services.ms_back_pain_orders import MsBackPainOrders
@@ -36,7 +35,7 @@ from cds_service.storage.settings import StorageSettings
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def create_app(
@@ -61,8 +60,12 @@ def create_app(
     http: httpx.AsyncClient | None = None
     if fetcher is None and settings.fhir_server_allowlist:
         # One client per process: connections to the EHR are reused across calls.
-        http = httpx.AsyncClient(timeout=httpx.Timeout(settings.fhir_deadline_seconds), limits=httpx.Limits(max_connections=50))
-        fetcher = FhirSearchClient(http, settings.fhir_server_allowlist, settings.fhir_deadline_seconds, settings.fhir_max_resources)
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.fhir_deadline_seconds), limits=httpx.Limits(max_connections=50)
+        )
+        fetcher = FhirSearchClient(
+            http, settings.fhir_server_allowlist, settings.fhir_deadline_seconds, settings.fhir_max_resources
+        )
 
     memory = CardMemory(lambda: getattr(app.state, "storage", None), linger=settings.card_write_linger_ms / 1000)
     # Shared by every replica: Redis when configured, else the database (looked up once it is open).
@@ -82,7 +85,9 @@ def create_app(
         if http is not None:
             await http.aclose()
 
-    app = FastAPI(title="MS back pain CDS Hooks service", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title="MS back pain CDS Hooks service", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan
+    )
     common = dict(
         fetcher=fetcher or NoFhirServerFetcher(),
         clock=clock,

@@ -60,13 +60,17 @@ def main(argv: list[str] | None = None) -> None:
         "--graceful-seconds", type=int, default=20, help="on SIGTERM, how long in-flight calls may finish (default 20)"
     )
     serve_cmd.add_argument(
-        "--keep-alive-seconds", type=int, default=5,
+        "--keep-alive-seconds",
+        type=int,
+        default=5,
         help="close idle keep-alive connections after this long (default 5; behind a load balancer, "
         "set it longer than the balancer's idle timeout)",
     )
     serve_cmd.add_argument("--log-level", default="info")
     serve_cmd.add_argument(
-        "--no-access-log", dest="access_log", action="store_false",
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
         help="no uvicorn access log (the service logs one JSON line per hook call anyway)",
     )
     sub.add_parser("migrate", help="create or upgrade the database schema (CDS_DATABASE_URL), then exit")

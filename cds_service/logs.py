@@ -10,16 +10,28 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-FIELDS = ("event", "hookInstance", "service", "hook", "outcome", "status", "cards", "indicators", "duration_ms", "reason", "count")
+FIELDS = (
+    "event",
+    "hookInstance",
+    "service",
+    "hook",
+    "outcome",
+    "status",
+    "cards",
+    "indicators",
+    "duration_ms",
+    "reason",
+    "count",
+)
 _HANDLER_NAME = "cds-json"
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

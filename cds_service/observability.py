@@ -11,8 +11,7 @@ import os
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from sqlalchemy import text
 
 from cds_service.clinical import valuesets
@@ -20,10 +19,14 @@ from cds_service.clinical import valuesets
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 CALLS = Counter("cds_calls_total", "CDS service calls", ["service", "status"])
-CALL_SECONDS = Histogram("cds_call_duration_seconds", "CDS service call latency", ["service", "status"], buckets=_LATENCY_BUCKETS)
+CALL_SECONDS = Histogram(
+    "cds_call_duration_seconds", "CDS service call latency", ["service", "status"], buckets=_LATENCY_BUCKETS
+)
 CARDS = Counter("cds_cards_total", "Cards returned", ["service", "indicator"])
 FHIR_READS = Counter("cds_fhir_reads_total", "Reads from EHR FHIR servers", ["outcome"])
-FHIR_READ_SECONDS = Histogram("cds_fhir_read_duration_seconds", "FHIR read latency", ["outcome"], buckets=_LATENCY_BUCKETS)
+FHIR_READ_SECONDS = Histogram(
+    "cds_fhir_read_duration_seconds", "FHIR read latency", ["outcome"], buckets=_LATENCY_BUCKETS
+)
 FEEDBACK = Counter("cds_feedback_total", "Feedback entries received", ["service", "outcome"])
 
 router = APIRouter()
@@ -50,7 +53,11 @@ async def readyz(request: Request) -> Response:
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             checks["database"] = f"unreachable ({type(exc).__name__})"
     ready = all(v == "ok" for v in checks.values())
-    return Response(orjson.dumps({"status": "ready" if ready else "not ready", "checks": checks}), status_code=200 if ready else 503, media_type="application/json")
+    return Response(
+        orjson.dumps({"status": "ready" if ready else "not ready", "checks": checks}),
+        status_code=200 if ready else 503,
+        media_type="application/json",
+    )
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -10,7 +10,17 @@ from fhir.resources.R4B import get_fhir_model_class
 INDICATORS = {"info", "warning", "critical"}
 SELECTION = {"at-most-one", "any"}
 ACTIONS = {"create", "update", "delete"}
-CARD_FIELDS = {"uuid", "summary", "detail", "indicator", "source", "suggestions", "selectionBehavior", "overrideReasons", "links"}
+CARD_FIELDS = {
+    "uuid",
+    "summary",
+    "detail",
+    "indicator",
+    "source",
+    "suggestions",
+    "selectionBehavior",
+    "overrideReasons",
+    "links",
+}
 
 
 def check_response(body: Any) -> None:

@@ -23,7 +23,7 @@ os.environ.setdefault("CDS_GC_FREEZE_AT_STARTUP", "false")
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures" / "patient-view"
 SHARED = ROOT.parent / "shared"
-NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 SERVICE_URL = "/cds-services/ms-back-pain-patient-view"
 # Client JWTs are tested in test_client_auth.py; elsewhere the protocol is tested without them.
 NO_AUTH = AuthSettings(mode="disabled")

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import quote_plus
 
 from cds_service.cards.orders import spinal_mri_request
@@ -44,7 +45,7 @@ def _finding_line(title: str, finding: Finding, bilateral_word: str) -> str:
 
 
 def _title(group: str, label: str) -> str:
-    """"New red flag: Urinary urgency"; just "Multiple sclerosis" when the two say the same."""
+    """ "New red flag: Urinary urgency"; just "Multiple sclerosis" when the two say the same."""
     return group if group.lower().startswith(label.lower()) else f"{group}: {label}"
 
 
@@ -80,7 +81,9 @@ def evidence_section(decision: Decision, content: dict[str, Any]) -> list[str]:
 
 def management_section(content: dict[str, Any]) -> list[str]:
     text = content["detail"]
-    return [f"**{text['management_heading']}**"] + [f"- {item}" for item in text["management"]] + ["", text["disclaimer"]]
+    return (
+        [f"**{text['management_heading']}**"] + [f"- {item}" for item in text["management"]] + ["", text["disclaimer"]]
+    )
 
 
 def _detail(decision: Decision, content: dict[str, Any], settings_days: int) -> str:
@@ -123,7 +126,11 @@ def _mri_sentences(decision: Decision, mri: dict[str, Any]) -> list[str]:
             out.append(mri["recent_study"].format(study=study.evidence.reference, date=_date(study.evidence.date)))
     for partial in advice.recent_partial_studies:
         regions = "/".join(sorted(partial.regions))
-        out.append(mri["partial_study"].format(study=f"{regions} MRI {partial.evidence.reference}", date=_date(partial.evidence.date)))
+        out.append(
+            mri["partial_study"].format(
+                study=f"{regions} MRI {partial.evidence.reference}", date=_date(partial.evidence.date)
+            )
+        )
     if advice.suggest:
         out.append(mri["why"])
     return out
@@ -132,13 +139,19 @@ def _mri_sentences(decision: Decision, mri: dict[str, Any]) -> list[str]:
 def evidence_reasons(decision: Decision) -> list[str]:
     """Evidence references for the order's reasonReference: MS and back-pain Conditions / Observations."""
     facts = decision.facts
-    refs = [f.evidence.reference for f in facts.multiple_sclerosis + facts.back_pain + facts.new_red_flags if f.evidence.resource_id]
+    refs = [
+        f.evidence.reference
+        for f in facts.multiple_sclerosis + facts.back_pain + facts.new_red_flags
+        if f.evidence.resource_id
+    ]
     return list(dict.fromkeys(refs))
 
 
 def _mri_suggestion(decision: Decision, content: dict[str, Any], ctx: CardContext) -> Suggestion:
     actions = cord_mri_actions(content, ctx, evidence_reasons(decision))
-    return Suggestion(label=content["mri"]["label"], uuid=str(uuid.uuid4()), isRecommended=decision.mri.recommended, actions=actions)  # type: ignore[union-attr]
+    return Suggestion(
+        label=content["mri"]["label"], uuid=str(uuid.uuid4()), isRecommended=decision.mri.recommended, actions=actions
+    )  # type: ignore[union-attr]
 
 
 def cord_mri_actions(content: dict[str, Any], ctx: CardContext, reasons: list[str]) -> list[Action]:
@@ -165,7 +178,11 @@ def override_reasons(content: dict[str, Any]) -> list[Coding]:
 
 def reference_links(content: dict[str, Any], smart_app: tuple[str, str] | None) -> list[Link]:
     links = [
-        Link(label=f"PubMed: {ref['title']}", url="https://pubmed.ncbi.nlm.nih.gov/?term=" + quote_plus(ref["title"]), type="absolute")
+        Link(
+            label=f"PubMed: {ref['title']}",
+            url="https://pubmed.ncbi.nlm.nih.gov/?term=" + quote_plus(ref["title"]),
+            type="absolute",
+        )
         for ref in content["references"]
     ]
     if smart_app is not None:

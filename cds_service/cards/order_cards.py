@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 import uuid
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
@@ -33,7 +34,9 @@ def _what(order: DraftOrder, draft: Mapping[str, Any]) -> str:
     concept = draft.get("code") or draft.get("medicationCodeableConcept") or {}
     text = concept.get("text") if isinstance(concept, dict) else None
     if not text and isinstance(concept, dict):
-        text = next((c.get("display") for c in concept.get("coding", []) if isinstance(c, dict) and c.get("display")), None)
+        text = next(
+            (c.get("display") for c in concept.get("coding", []) if isinstance(c, dict) and c.get("display")), None
+        )
     if not text and order.imaging:
         text = order.imaging.matched
     return " ".join(str(text or order.resource_type).split())
@@ -43,7 +46,9 @@ def _contrast_update(order: DraftOrder, draft: Mapping[str, Any], content: dict[
     """The selected draft, unchanged but for its code: the without-and-with protocol, same regions."""
     regions = order.imaging.regions if order.imaging else frozenset()
     orderable = valuesets.load("spinal_mri")["orderable"]
-    target_key = next(iter(regions)) if len(regions) == 1 and next(iter(regions)) in ("cervical", "thoracic") else "spine"
+    target_key = (
+        next(iter(regions)) if len(regions) == 1 and next(iter(regions)) in ("cervical", "thoracic") else "spine"
+    )
     codings = [dict(c) for c in orderable[target_key]]
     updated = copy.deepcopy(dict(draft))
     updated["code"] = {"coding": codings, "text": codings[0]["display"]}
@@ -54,11 +59,19 @@ def _contrast_update(order: DraftOrder, draft: Mapping[str, Any], content: dict[
         label=text["update_label"].format(regions=region_words),
         uuid=str(uuid.uuid4()),
         isRecommended=True,
-        actions=[Action(type="update", description=text["update_description"].format(order=order.reference, target=codings[0]["display"]), resource=updated)],
+        actions=[
+            Action(
+                type="update",
+                description=text["update_description"].format(order=order.reference, target=codings[0]["display"]),
+                resource=updated,
+            )
+        ],
     )
 
 
-def _cord_mri_suggestions(advice: OrderAdvice, decision: Decision, content: dict[str, Any], ctx: CardContext) -> list[Suggestion]:
+def _cord_mri_suggestions(
+    advice: OrderAdvice, decision: Decision, content: dict[str, Any], ctx: CardContext
+) -> list[Suggestion]:
     if not advice.suggest_cord_mri:
         return []
     reasons = evidence_reasons(decision)
@@ -73,7 +86,11 @@ def _cord_mri_suggestions(advice: OrderAdvice, decision: Decision, content: dict
     ]
     if advice.replace_order and advice.order.imaging:
         modality = content["orders"]["modality_names"][advice.order.imaging.modality]
-        delete = Action(type="delete", description=text["delete_description"].format(modality=modality, order=advice.order.reference), resourceId=advice.order.reference)
+        delete = Action(
+            type="delete",
+            description=text["delete_description"].format(modality=modality, order=advice.order.reference),
+            resourceId=advice.order.reference,
+        )
         suggestions.append(
             Suggestion(
                 label=text["replace_label"].format(modality=modality),
@@ -113,7 +130,13 @@ def build_order_card(
         summary = text[f"summary_{tone}"]
         intro = text[f"intro_{tone}"].format(order=advice.order.reference, what=what, drug_class=drug_class)
         suggestions, extra = _cord_mri_suggestions(advice, decision, content, ctx), []
-    lines = [intro, ""] + evidence_section(decision, content) + ([""] + extra if extra else []) + [""] + management_section(content)
+    lines = (
+        [intro, ""]
+        + evidence_section(decision, content)
+        + ([""] + extra if extra else [])
+        + [""]
+        + management_section(content)
+    )
     return Card(
         uuid=str(uuid.uuid4()),
         summary=summary,

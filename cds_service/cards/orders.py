@@ -1,5 +1,6 @@
 """Draft orders the cards suggest: FHIR R4 ServiceRequests for the spinal MRI, built from a template
-validated with `fhir.resources` at start-up (and every one the tests see is validated again). The service suggests imaging only: never a
+validated with `fhir.resources` at start-up (and every one the tests see is validated again).
+The service suggests imaging only: never a
 medication order or a diagnosis.
 """
 
@@ -36,7 +37,9 @@ def _template(region: str) -> bytes:
         "status": "draft",
         "intent": "proposal",
         "code": {"coding": codings, "text": loinc["display"]},
-        "bodySite": [{"coding": [{"system": valuesets.SNOMED, "code": site_code, "display": site_display}], "text": site_display}],
+        "bodySite": [
+            {"coding": [{"system": valuesets.SNOMED, "code": site_code, "display": site_display}], "text": site_display}
+        ],
     }
     sample = {
         **template,
@@ -66,7 +69,7 @@ def spinal_mri_request(
     resource: dict[str, Any] = orjson.loads(_template(region))  # a fresh copy (5x faster than deepcopy)
     resource["id"] = str(uuid.uuid4())
     resource["subject"] = {"reference": f"Patient/{patient_id}"}
-    resource["authoredOn"] = authored.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+    resource["authoredOn"] = authored.astimezone(dt.UTC).isoformat(timespec="seconds")
     if reasons:
         resource["reasonReference"] = [{"reference": ref} for ref in reasons]
     if user_id and user_id.startswith(_REQUESTER_TYPES):

@@ -11,7 +11,8 @@ NSAIDs and low-dose aspirin (<= 100 mg, antiplatelet) are not analgesic trials.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import Finding

@@ -10,8 +10,9 @@ value is a back-pain finding.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import Finding
@@ -115,4 +116,3 @@ def back_pain_findings(
         if matched:
             found.append((Finding(back_pain.key, back_pain.label, evidence(observation, matched)), observation))
     return found
-

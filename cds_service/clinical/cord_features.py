@@ -6,7 +6,8 @@ painful tonic spasm, and MS of the spinal cord.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import Finding
@@ -32,10 +33,14 @@ def _shock_with_neck_flexion(text: str) -> bool:
     return bool(affirmed_phrase(text, shock) and affirmed_phrase(text, flexion))
 
 
-def cord_feature_findings(conditions: Iterable[Any], observations: Iterable[Any], ms: Iterable[Finding]) -> list[Finding]:
+def cord_feature_findings(
+    conditions: Iterable[Any], observations: Iterable[Any], ms: Iterable[Finding]
+) -> list[Finding]:
     concepts = valuesets.concepts("cord_features").values()
     found = [f for f in ms if f.concept == MS_OF_SPINAL_CORD]
-    resources = [c for c in conditions if condition_is_active(c)] + [o for o in observations if observation_is_usable(o)]
+    resources = [c for c in conditions if condition_is_active(c)] + [
+        o for o in observations if observation_is_usable(o)
+    ]
     quick = valuesets.screen("cord_features", "shockText")
     for resource in resources:
         is_observation = resource.get_resource_type() == "Observation"
@@ -50,11 +55,19 @@ def cord_feature_findings(conditions: Iterable[Any], observations: Iterable[Any]
             continue
         code_texts = texts(resource.code)
         for concept in concepts:
-            matched = code_match(code_codings, concept) or text_match(code_texts, concept) or code_match(value_codings, concept)
+            matched = (
+                code_match(code_codings, concept)
+                or text_match(code_texts, concept)
+                or code_match(value_codings, concept)
+            )
             if not matched:
                 lhermitte = concept.key == "lhermitte"
                 matched = next(
-                    (f'text "{t}"' for t in all_texts if affirmed_phrase(t, concept.text) or (lhermitte and _shock_with_neck_flexion(t))),
+                    (
+                        f'text "{t}"'
+                        for t in all_texts
+                        if affirmed_phrase(t, concept.text) or (lhermitte and _shock_with_neck_flexion(t))
+                    ),
                     None,
                 )
             if matched:

@@ -19,7 +19,7 @@ from typing import Any
 from cds_service.clinical.facts import ClinicalFacts, Finding, SpinalMri
 
 
-class Level(str, enum.Enum):
+class Level(enum.StrEnum):
     NONE = "none"
     BASELINE = "baseline"
     CORD_FEATURES = "cord-features"
@@ -88,7 +88,9 @@ def _mri_advice(facts: ClinicalFacts, level: Level) -> MriAdvice:
     if not covering:
         return MriAdvice(suggest=True, recommended=recommended, recent_partial_studies=partial)
     latest = covering[-1]
-    newer = tuple(f for f in facts.new_red_flags if f.evidence.date is not None and f.evidence.date > latest.evidence.date)  # type: ignore[operator]
+    newer = tuple(
+        f for f in facts.new_red_flags if f.evidence.date is not None and f.evidence.date > latest.evidence.date
+    )  # type: ignore[operator]
     return MriAdvice(
         suggest=bool(newer),
         recommended=recommended and bool(newer),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from cds_service.clinical.analgesic_response import poor_response_findings
 from cds_service.clinical.back_pain import back_pain_findings

@@ -5,7 +5,8 @@ low back strain 300956001, or text such as "worse with lifting" / "improves with
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import Finding

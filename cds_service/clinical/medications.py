@@ -11,8 +11,9 @@ Not an analgesic trial: topical or ophthalmic NSAIDs, and aspirin at <= 100 mg (
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import cache
-from typing import Any, Mapping
+from typing import Any
 
 from cds_service.clinical import valuesets
 from cds_service.clinical.reading import codings, describe_code, texts
@@ -30,7 +31,9 @@ def _product_classes() -> dict[tuple[str, str], tuple[str, tuple[str, ...]]]:
     out = {}
     for product in valuesets.load("analgesics")["products"]:
         found = tuple(
-            key for key in (NSAID, OPIOID) if any(any_phrase(ingredient, classes[key].text) for ingredient in product["ingredients"])
+            key
+            for key in (NSAID, OPIOID)
+            if any(any_phrase(ingredient, classes[key].text) for ingredient in product["ingredients"])
         )
         out[(product["system"], product["code"])] = (product["display"], found)
     return out
@@ -63,7 +66,10 @@ def _only_low_dose_aspirin(all_texts: list[str], limit_mg: float, nsaid_text: re
     joined = " ".join(all_texts)
     if not _ASPIRIN.search(joined):
         return False
-    other_nsaid = any(m.group(0).lower() not in ("aspirin", "acetylsalicylic") for m in (nsaid_text.finditer(joined) if nsaid_text else []))
+    other_nsaid = any(
+        m.group(0).lower() not in ("aspirin", "acetylsalicylic")
+        for m in (nsaid_text.finditer(joined) if nsaid_text else [])
+    )
     doses = [float(m.group(1)) for m in _MG.finditer(joined)]
     return not other_nsaid and bool(doses) and max(doses) <= limit_mg
 
@@ -76,7 +82,9 @@ def analgesic_classes(resource: Any, medications: Mapping[str, Any]) -> dict[str
     for coding in codings(concept):
         for key in (NSAID, OPIOID):
             if key not in found and classes[key].match_code(coding.system, coding.code):
-                found[key] = describe_code(coding.system, coding.code, classes[key].codes.get((coding.system, coding.code)))
+                found[key] = describe_code(
+                    coding.system, coding.code, classes[key].codes.get((coding.system, coding.code))
+                )
         product = _product_classes().get((coding.system, coding.code))
         if product:
             display, product_classes = product
@@ -89,8 +97,8 @@ def analgesic_classes(resource: Any, medications: Mapping[str, Any]) -> dict[str
     if NSAID in found:
         usage = _usage_texts(resource, concept)
         doc = valuesets.load("analgesics")
-        if any(any_phrase(t, valuesets.phrases("analgesics", "notAnalgesicTrialText")) for t in usage) or _only_low_dose_aspirin(
-            usage, doc["aspirinAntiplateletMaxMg"], classes[NSAID].text
-        ):
+        if any(
+            any_phrase(t, valuesets.phrases("analgesics", "notAnalgesicTrialText")) for t in usage
+        ) or _only_low_dose_aspirin(usage, doc["aspirinAntiplateletMaxMg"], classes[NSAID].text):
             del found[NSAID]
     return found

@@ -7,7 +7,8 @@ disease are NOT MS: they are kept as context only, and their code wins over any 
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import Finding

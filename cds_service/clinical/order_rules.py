@@ -12,8 +12,8 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from cds_service.clinical import valuesets
 from cds_service.clinical.decision import Decision, Level
@@ -21,7 +21,7 @@ from cds_service.clinical.orders import CT, MR, XR, DraftOrder
 from cds_service.clinical.text import any_phrase
 
 
-class OrderAdviceKind(str, enum.Enum):
+class OrderAdviceKind(enum.StrEnum):
     LUMBAR_IMAGING = "lumbar_imaging"
     MRI_CONTRAST = "mri_contrast"
     ANALGESIC = "analgesic"
@@ -56,7 +56,9 @@ def _for_back_pain(order: DraftOrder) -> bool:
     return any(any_phrase(text, back.text) for text in order.reason_texts)
 
 
-def advise_orders(decision: Decision, orders: Iterable[DraftOrder], all_drafts: Iterable[DraftOrder]) -> list[OrderAdvice]:
+def advise_orders(
+    decision: Decision, orders: Iterable[DraftOrder], all_drafts: Iterable[DraftOrder]
+) -> list[OrderAdvice]:
     """One piece of advice per order that a RULES.md 3 row speaks about."""
     if decision.level is Level.NONE or decision.mri is None:
         return []
@@ -82,7 +84,11 @@ def advise_orders(decision: Decision, orders: Iterable[DraftOrder], all_drafts: 
                     )
                 )
             elif imaging.modality == MR and imaging.images_cord and imaging.contrast == "without":
-                advice.append(OrderAdvice(OrderAdviceKind.MRI_CONTRAST, order, "info", suggest_cord_mri=False, recommend_cord_mri=False))
+                advice.append(
+                    OrderAdvice(
+                        OrderAdviceKind.MRI_CONTRAST, order, "info", suggest_cord_mri=False, recommend_cord_mri=False
+                    )
+                )
             continue
         if order.analgesic and _for_back_pain(order):
             advice.append(

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import CORD_REGIONS, LUMBAR, Evidence, Finding
@@ -29,11 +30,33 @@ _MODALITY_TEXT = [
     (XR, re.compile(r"\b(?:x-?ray|xr|radiograph\w*|plain film)\b", re.IGNORECASE)),
 ]
 _CONTRAST_TEXT = [
-    ("without-and-with", re.compile(r"\b(?:w/?o\s*(?:and|&|/|\+)\s*w/?|wo\s*(?:and|&|/|\+)\s*w|without\s+and\s+with|with\s+and\s+without|w/wo|wo/w|w\s*&\s*wo|pre\s*(?:and|&)\s*post)\b", re.IGNORECASE)),
-    ("without", re.compile(r"\b(?:without contrast|w/o contrast|wo contrast|non-?contrast|no contrast|w/o\b|wo\b)", re.IGNORECASE)),
-    ("with", re.compile(r"\b(?:with contrast|w/ contrast|w contrast|contrast-enhanced|with iv contrast)\b", re.IGNORECASE)),
+    (
+        "without-and-with",
+        re.compile(
+            r"\b(?:w/?o\s*(?:and|&|/|\+)\s*w/?|wo\s*(?:and|&|/|\+)\s*w|without\s+and\s+with|with\s+and\s+without|w/wo|wo/w|w\s*&\s*wo|pre\s*(?:and|&)\s*post)\b",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "without",
+        re.compile(
+            r"\b(?:without contrast|w/o contrast|wo contrast|non-?contrast|no contrast|w/o\b|wo\b)", re.IGNORECASE
+        ),
+    ),
+    (
+        "with",
+        re.compile(r"\b(?:with contrast|w/ contrast|w contrast|contrast-enhanced|with iv contrast)\b", re.IGNORECASE),
+    ),
 ]
-_SPINAL_SITES = ("spine_whole", "spinal_cord", "cervical_spine", "thoracic_spine", "lumbar_spine", "cervicothoracic_spine", "lumbosacral_spine")
+_SPINAL_SITES = (
+    "spine_whole",
+    "spinal_cord",
+    "cervical_spine",
+    "thoracic_spine",
+    "lumbar_spine",
+    "cervicothoracic_spine",
+    "lumbosacral_spine",
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +93,9 @@ def _regions_from_sites(concepts_value: Any) -> tuple[set[str], list[str]]:
         for key in _SPINAL_SITES:
             if sites[key].match_code(coding.system, coding.code):
                 regions |= set(sites[key].extra["regions"])
-                matched.append(describe_code(coding.system, coding.code, sites[key].codes.get((coding.system, coding.code))))
+                matched.append(
+                    describe_code(coding.system, coding.code, sites[key].codes.get((coding.system, coding.code)))
+                )
     return regions, matched
 
 
@@ -91,8 +116,17 @@ def imaging_order(resource: Any) -> ImagingOrder | None:
     for coding in codings(resource.code):
         procedure = procedures.get((coding.system, coding.code))
         if procedure and procedure["regions"]:
-            return ImagingOrder(MR, frozenset(procedure["regions"]), procedure["contrast"], describe_code(coding.system, coding.code, procedure["display"]))
-    words = " ".join(texts(resource.code) + texts(resource.bodySite) + ([resource.patientInstruction] if resource.patientInstruction else []))
+            return ImagingOrder(
+                MR,
+                frozenset(procedure["regions"]),
+                procedure["contrast"],
+                describe_code(coding.system, coding.code, procedure["display"]),
+            )
+    words = " ".join(
+        texts(resource.code)
+        + texts(resource.bodySite)
+        + ([resource.patientInstruction] if resource.patientInstruction else [])
+    )
     modality = next((m for m, pattern in _MODALITY_TEXT if pattern.search(words)), None)
     if modality is None:
         return None
@@ -132,7 +166,9 @@ def order_reason_findings(orders: Iterable[Any], now: dt.date) -> tuple[list[Fin
             if match_concept(reason, not_ms) is None:
                 matched = match_concept(reason, ms_concept)
                 if matched:
-                    ms.append(Finding(ms_concept.key, ms_concept.label, Evidence(*ref, f"order reason: {matched}", now)))
+                    ms.append(
+                        Finding(ms_concept.key, ms_concept.label, Evidence(*ref, f"order reason: {matched}", now))
+                    )
             matched = match_concept(reason, back)
             if matched:
                 back_pain.append(Finding(back.key, back.label, Evidence(*ref, f"order reason: {matched}", now)))

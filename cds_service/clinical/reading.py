@@ -95,7 +95,12 @@ def clinical_date(resource: Any) -> dt.date | None:
     if rt == "Condition":
         return first_date(resource.onsetDateTime, period_start(resource.onsetPeriod), resource.recordedDate)
     if rt == "Observation":
-        return first_date(resource.effectiveDateTime, period_start(resource.effectivePeriod), resource.effectiveInstant, resource.issued)
+        return first_date(
+            resource.effectiveDateTime,
+            period_start(resource.effectivePeriod),
+            resource.effectiveInstant,
+            resource.issued,
+        )
     if rt == "ImagingStudy":
         return to_date(resource.started)
     if rt == "MedicationRequest":

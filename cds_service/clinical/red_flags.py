@@ -12,7 +12,8 @@ window; an older one is chronic context and never escalates the card. "Bilateral
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import Finding
@@ -79,6 +80,8 @@ def red_flag_findings(
                 continue
             if both_sides is None:
                 both_sides = any(any_phrase(t, bilateral) for t in resource_texts(resource))
-            finding = Finding(concept.key, concept.label, evidence(resource, matched), concept.extra.get("group", ""), both_sides)
+            finding = Finding(
+                concept.key, concept.label, evidence(resource, matched), concept.extra.get("group", ""), both_sides
+            )
             (new if is_new else chronic).append(finding)
     return new, chronic

@@ -12,8 +12,9 @@ the back-pain rule, which only counts them inside the window). No rule reads the
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from cds_service.clinical import valuesets
 from cds_service.clinical.reading import to_date, within_days
@@ -22,37 +23,90 @@ from cds_service.clinical.reading import to_date, within_days
 ELEMENTS_READ = {
     "Observation": frozenset(
         {
-            "resourceType", "id", "status", "code", "subject", "bodySite", "note", "component",
-            "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued",
-            "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger", "valueQuantity",
+            "resourceType",
+            "id",
+            "status",
+            "code",
+            "subject",
+            "bodySite",
+            "note",
+            "component",
+            "effectiveDateTime",
+            "effectivePeriod",
+            "effectiveInstant",
+            "issued",
+            "valueCodeableConcept",
+            "valueString",
+            "valueBoolean",
+            "valueInteger",
+            "valueQuantity",
         }
     ),
-    "ImagingStudy": frozenset({"resourceType", "id", "status", "subject", "started", "modality", "procedureCode", "description", "series"}),
+    "ImagingStudy": frozenset(
+        {"resourceType", "id", "status", "subject", "started", "modality", "procedureCode", "description", "series"}
+    ),
     # Every onset[x] and abatement[x] stays, read or not: two of one kind make the resource invalid.
     "Condition": frozenset(
         {
-            "resourceType", "id", "clinicalStatus", "verificationStatus", "code", "bodySite", "subject", "note", "recordedDate",
-            "onsetDateTime", "onsetAge", "onsetPeriod", "onsetRange", "onsetString",
-            "abatementDateTime", "abatementAge", "abatementPeriod", "abatementRange", "abatementString",
+            "resourceType",
+            "id",
+            "clinicalStatus",
+            "verificationStatus",
+            "code",
+            "bodySite",
+            "subject",
+            "note",
+            "recordedDate",
+            "onsetDateTime",
+            "onsetAge",
+            "onsetPeriod",
+            "onsetRange",
+            "onsetString",
+            "abatementDateTime",
+            "abatementAge",
+            "abatementPeriod",
+            "abatementRange",
+            "abatementString",
         }
     ),
     # intent is not read but required (1..1); a contained Medication may name the drug.
     "MedicationRequest": frozenset(
         {
-            "resourceType", "id", "status", "intent", "subject", "authoredOn", "dosageInstruction",
-            "medicationCodeableConcept", "medicationReference", "contained",
+            "resourceType",
+            "id",
+            "status",
+            "intent",
+            "subject",
+            "authoredOn",
+            "dosageInstruction",
+            "medicationCodeableConcept",
+            "medicationReference",
+            "contained",
         }
     ),
     "MedicationStatement": frozenset(
         {
-            "resourceType", "id", "status", "subject", "effectiveDateTime", "effectivePeriod", "dateAsserted", "dosage",
-            "medicationCodeableConcept", "medicationReference", "contained",
+            "resourceType",
+            "id",
+            "status",
+            "subject",
+            "effectiveDateTime",
+            "effectivePeriod",
+            "dateAsserted",
+            "dosage",
+            "medicationCodeableConcept",
+            "medicationReference",
+            "contained",
         }
     ),
 }
 IMAGING_SERIES_ELEMENTS_READ = frozenset({"uid", "modality", "bodySite", "description"})
 DOSAGE_ELEMENTS_READ = frozenset({"text", "route"})
-_NESTED_READ = (("series", IMAGING_SERIES_ELEMENTS_READ), ("dosageInstruction", DOSAGE_ELEMENTS_READ), ("dosage", DOSAGE_ELEMENTS_READ))
+_NESTED_READ = (
+    ("series", IMAGING_SERIES_ELEMENTS_READ),
+    ("dosageInstruction", DOSAGE_ELEMENTS_READ),
+    ("dosage", DOSAGE_ELEMENTS_READ),
+)
 FINDING, WINDOW = 1, 2
 _MEMO_LIMIT = 20_000
 _ALWAYS = frozenset({"Condition", "ImagingStudy", "Medication"})
@@ -98,7 +152,11 @@ class RelevanceFilter:
                 phrases += concept.get("text", [])
         for name, element in _EXTRA_PHRASES:
             phrases += valuesets.load(name).get(element, [])
-        window = {(c["system"], c["code"]) for concept in valuesets.load("observation_codes")["concepts"].values() for c in concept["codes"]}
+        window = {
+            (c["system"], c["code"])
+            for concept in valuesets.load("observation_codes")["concepts"].values()
+            for c in concept["codes"]
+        }
         analgesics = valuesets.load("analgesics")
         drug_codes = {(c["system"], c["code"]) for concept in analgesics["concepts"].values() for c in concept["codes"]}
         drug_codes |= {(p["system"], p["code"]) for p in analgesics["products"]}
@@ -106,7 +164,9 @@ class RelevanceFilter:
         finding_text = valuesets.PhraseGate.of(phrases)
         drug_text = valuesets.PhraseGate.of(drug_phrases)
         assert finding_text is not None and drug_text is not None
-        return cls(frozenset(codes), tuple(sorted(prefixes)), finding_text, frozenset(window), frozenset(drug_codes), drug_text)
+        return cls(
+            frozenset(codes), tuple(sorted(prefixes)), finding_text, frozenset(window), frozenset(drug_codes), drug_text
+        )
 
     def _has_finding_code(self, codings: list[Any]) -> bool:
         for coding in codings:
@@ -143,7 +203,10 @@ class RelevanceFilter:
         key = (
             codes_count,
             concept.get("text"),
-            tuple((c.get("system"), str(c.get("code")), c.get("display")) if isinstance(c, dict) else None for c in codings),
+            tuple(
+                (c.get("system"), str(c.get("code")), c.get("display")) if isinstance(c, dict) else None
+                for c in codings
+            ),
         )
         flags = memo.get(key)
         if flags is None:
@@ -154,20 +217,26 @@ class RelevanceFilter:
             _text_of(concept, texts)
             if texts and self.finding_text.search(" | ".join(texts)):
                 flags |= FINDING
-            if codes_count and any(isinstance(c, dict) and (c.get("system"), str(c.get("code"))) in self.window_codes for c in codings):
+            if codes_count and any(
+                isinstance(c, dict) and (c.get("system"), str(c.get("code"))) in self.window_codes for c in codings
+            ):
                 flags |= WINDOW
             if len(memo) > _MEMO_LIMIT:
                 memo.clear()
             memo[key] = flags
         return flags
 
-    def _observation(self, raw: dict[str, Any], now: dt.date, lookback_days: int, memo: dict[tuple[Any, ...], int]) -> bool:
+    def _observation(
+        self, raw: dict[str, Any], now: dt.date, lookback_days: int, memo: dict[tuple[Any, ...], int]
+    ) -> bool:
         flags = self._concept_flags(raw.get("code"), memo) | self._concept_flags(raw.get("valueCodeableConcept"), memo)
         flags |= self._concept_flags(raw.get("bodySite"), memo, codes_count=False)  # a body site is not a finding
         texts: list[str] = []
         for component in raw.get("component") or []:
             if isinstance(component, dict):
-                flags |= self._concept_flags(component.get("code"), memo) | self._concept_flags(component.get("valueCodeableConcept"), memo)
+                flags |= self._concept_flags(component.get("code"), memo) | self._concept_flags(
+                    component.get("valueCodeableConcept"), memo
+                )
                 if isinstance(component.get("valueString"), str):
                     texts.append(component["valueString"])
         if flags & FINDING:
@@ -206,10 +275,15 @@ class RelevanceFilter:
         trimmed = {k: v for k, v in raw.items() if k in elements}
         for name, kept in _NESTED_READ:
             if name in trimmed and isinstance(trimmed[name], list):  # e.g. not the (many) instances of a series
-                trimmed[name] = [{k: v for k, v in item.items() if k in kept} if isinstance(item, dict) else item for item in trimmed[name]]
+                trimmed[name] = [
+                    {k: v for k, v in item.items() if k in kept} if isinstance(item, dict) else item
+                    for item in trimmed[name]
+                ]
         return trimmed
 
-    def keep(self, raw: dict[str, Any], now: dt.date, lookback_days: int, memo: dict[tuple[Any, ...], int] | None = None) -> bool:
+    def keep(
+        self, raw: dict[str, Any], now: dt.date, lookback_days: int, memo: dict[tuple[Any, ...], int] | None = None
+    ) -> bool:
         resource_type = raw.get("resourceType")
         if resource_type in _ALWAYS:
             return True

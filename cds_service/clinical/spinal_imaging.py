@@ -6,7 +6,8 @@ SNOMED). Records the regions covered and the contrast protocol; its date is `sta
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import SpinalMri
@@ -14,7 +15,15 @@ from cds_service.clinical.reading import describe_code, evidence, texts
 from cds_service.clinical.text import any_phrase
 
 _USABLE = {"available", "registered"}
-_SPINE_SITES = ("spine_whole", "spinal_cord", "cervical_spine", "thoracic_spine", "lumbar_spine", "cervicothoracic_spine", "lumbosacral_spine")
+_SPINE_SITES = (
+    "spine_whole",
+    "spinal_cord",
+    "cervical_spine",
+    "thoracic_spine",
+    "lumbar_spine",
+    "cervicothoracic_spine",
+    "lumbosacral_spine",
+)
 _CONTRAST_RANK = {"unspecified": 0, "without": 1, "with": 2, "without-and-with": 3}
 
 
@@ -34,7 +43,9 @@ def _site_regions(codings: Iterable[Any], free_texts: Iterable[str]) -> tuple[se
         for key in _SPINE_SITES:
             if coding is not None and sites[key].match_code(coding.system, coding.code):
                 regions |= set(sites[key].extra["regions"])
-                matched.append(describe_code(coding.system, coding.code, sites[key].codes.get((coding.system, coding.code))))
+                matched.append(
+                    describe_code(coding.system, coding.code, sites[key].codes.get((coding.system, coding.code)))
+                )
     if not regions:
         for text in free_texts:
             for key in _SPINE_SITES:
@@ -67,8 +78,13 @@ def spinal_mri_studies(imaging_studies: Iterable[Any]) -> list[SpinalMri]:
             matched.append(describe_code(coding.system, coding.code, procedure["display"]))
         site_regions, site_matches = _site_regions(
             [s.bodySite for s in series],
-            [t for s in series for t in [s.description or ""] + ([s.bodySite.display] if s.bodySite and s.bodySite.display else [])]
-            + [study.description or ""] + [t for cc in study.procedureCode or [] for t in texts(cc)],
+            [
+                t
+                for s in series
+                for t in [s.description or ""] + ([s.bodySite.display] if s.bodySite and s.bodySite.display else [])
+            ]
+            + [study.description or ""]
+            + [t for cc in study.procedureCode or [] for t in texts(cc)],
         )
         regions |= site_regions
         matched += site_matches

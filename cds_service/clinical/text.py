@@ -28,7 +28,7 @@ _WORDS_BEFORE = 6
 def _clause_before(text: str, start: int) -> str:
     head = text[:start]
     breaks = list(_CLAUSE_BREAK.finditer(head))
-    clause = head[breaks[-1].end():] if breaks else head
+    clause = head[breaks[-1].end() :] if breaks else head
     return " ".join(clause.split()[-_WORDS_BEFORE:])
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any
 
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
@@ -23,7 +24,15 @@ DICOM = "http://dicom.nema.org/resources/ontology/DCM"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
 
-SYSTEM_NAMES = {SNOMED: "SNOMED CT", LOINC: "LOINC", CPT: "CPT", RXNORM: "RxNorm", DICOM: "DICOM", ICD10CM: "ICD-10-CM", ICD10: "ICD-10"}
+SYSTEM_NAMES = {
+    SNOMED: "SNOMED CT",
+    LOINC: "LOINC",
+    CPT: "CPT",
+    RXNORM: "RxNorm",
+    DICOM: "DICOM",
+    ICD10CM: "ICD-10-CM",
+    ICD10: "ICD-10",
+}
 
 
 def is_icd10_system(system: str | None) -> bool:
@@ -110,7 +119,9 @@ class Concept:
 
 
 def _concept(key: str, doc: dict[str, Any]) -> Concept:
-    extra = {k: v for k, v in doc.items() if k not in {"label", "codes", "icd10Prefixes", "icd10ExcludePrefixes", "text"}}
+    extra = {
+        k: v for k, v in doc.items() if k not in {"label", "codes", "icd10Prefixes", "icd10ExcludePrefixes", "text"}
+    }
     return Concept(
         key=key,
         label=doc["label"],
@@ -152,7 +163,9 @@ class Screen:
 
     def may_match(self, codings: Iterable[Any], texts: list[str]) -> bool:
         for coding in codings:
-            if coding.code and ((coding.system, coding.code) in self.codes or (self.icd10 and is_icd10_system(coding.system))):
+            if coding.code and (
+                (coding.system, coding.code) in self.codes or (self.icd10 and is_icd10_system(coding.system))
+            ):
                 return True
         return bool(texts) and self.text is not None and self.text.search(" | ".join(texts))
 

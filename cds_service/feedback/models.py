@@ -66,8 +66,8 @@ class FeedbackItem(_Tolerant):
     @classmethod
     def _utc(cls, value: dt.datetime) -> dt.datetime:
         if value.tzinfo is None:
-            return value.replace(tzinfo=dt.timezone.utc)
-        return value.astimezone(dt.timezone.utc)
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
 
     @model_validator(mode="after")
     def _consistent(self) -> FeedbackItem:

@@ -67,11 +67,15 @@ async def post_feedback(service_id: str, request: Request) -> JSONResponse:
     try:
         feedback = FeedbackRequest.model_validate(body)
     except ValidationError as exc:
-        raise CdsError(400, "invalid_request", "The request is not a valid CDS Hooks feedback request.", validation_details(exc)) from None
+        raise CdsError(
+            400, "invalid_request", "The request is not a valid CDS Hooks feedback request.", validation_details(exc)
+        ) from None
 
     storage: Storage | None = getattr(request.app.state, "storage", None)
     if storage is None:
-        raise CdsError(503, "storage_unavailable", "Feedback cannot be stored at the moment; please send it again later.")
+        raise CdsError(
+            503, "storage_unavailable", "Feedback cannot be stored at the moment; please send it again later."
+        )
     memory = getattr(request.app.state, "card_memory", None)
     if memory is not None:  # cards this process issued but has not written yet: write them first
         await memory.flush()
@@ -79,7 +83,9 @@ async def post_feedback(service_id: str, request: Request) -> JSONResponse:
         result = await record_feedback(storage, service_id, [_record(item) for item in feedback.feedback])
     except (DBAPIError, PoolTimeoutError, OSError) as exc:
         log.error("feedback service=%s outcome=503 storage error %s", service_id, type(exc).__name__)
-        raise CdsError(503, "storage_unavailable", "Feedback cannot be stored at the moment; please send it again later.") from None
+        raise CdsError(
+            503, "storage_unavailable", "Feedback cannot be stored at the moment; please send it again later."
+        ) from None
     for item in feedback.feedback:
         FEEDBACK.labels(service_id, item.outcome).inc()
     log.info(

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -56,7 +57,9 @@ class FhirSearchClient:
             return False
         return base in self._allowed or parts.hostname.lower() in self._allowed_hosts
 
-    async def fetch(self, queries: Mapping[str, str], fhir_server: str | None, access_token: str | None) -> dict[str, Any]:
+    async def fetch(
+        self, queries: Mapping[str, str], fhir_server: str | None, access_token: str | None
+    ) -> dict[str, Any]:
         if not fhir_server:
             raise DataUnavailable({k: "no fhirServer in the request" for k in queries})
         if not self.is_allowed(fhir_server):
@@ -76,11 +79,15 @@ class FhirSearchClient:
                 failures[key] = f"the FHIR server did not answer within {self._deadline:g} s"
             elif task.exception() is not None:
                 exc = task.exception()
-                failures[key] = str(exc) if isinstance(exc, _SearchFailed) else f"FHIR read failed ({type(exc).__name__})"
+                failures[key] = (
+                    str(exc) if isinstance(exc, _SearchFailed) else f"FHIR read failed ({type(exc).__name__})"
+                )
             else:
                 results[key] = task.result()
         if failures:
-            log.warning("fhir: %d of %d searches failed: %s", len(failures), len(queries), sorted(set(failures.values())))
+            log.warning(
+                "fhir: %d of %d searches failed: %s", len(failures), len(queries), sorted(set(failures.values()))
+            )
             raise DataUnavailable(failures, partial=results)
         return results
 
@@ -103,7 +110,11 @@ class FhirSearchClient:
                 return bundle  # a read (e.g. Patient/123) returns the resource itself
             entries += [e for e in bundle.get("entry") or [] if isinstance(e, dict)]
             url = next(
-                (l.get("url") for l in bundle.get("link") or [] if isinstance(l, dict) and l.get("relation") == "next"),
+                (
+                    link.get("url")
+                    for link in bundle.get("link") or []
+                    if isinstance(link, dict) and link.get("relation") == "next"
+                ),
                 None,
             )
         return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
@@ -131,7 +142,9 @@ class FhirSearchClient:
         except httpx.HTTPError as exc:
             raise _SearchFailed(f"could not reach the FHIR server ({type(exc).__name__})", "connection") from None
         if response.status_code in (401, 403):
-            raise _SearchFailed(f"the FHIR server refused the access token (HTTP {response.status_code})", "unauthorized")
+            raise _SearchFailed(
+                f"the FHIR server refused the access token (HTTP {response.status_code})", "unauthorized"
+            )
         if response.status_code != 200:
             raise _SearchFailed(f"the FHIR server answered HTTP {response.status_code}", "http_error")
         try:

@@ -21,18 +21,20 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Callable
 from decimal import Decimal
-from functools import lru_cache
-from typing import Any, Callable
+from functools import cache
+from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
 
 class _NotPlain(Exception):
-    """The resource is not in the plain shape this reader takes: validate it fully instead."""
+    """The resource is not in the plain shape this reader takes: validate it fully instead.
 
-
-_NOT_PLAIN = _NotPlain()
+    Raised as a fresh instance every time (`raise _NotPlain`), never as one shared instance: a
+    raised exception collects the frames it passes through in its `__traceback__`, and a shared
+    one would keep every request's resources alive through them (a leak of the whole request)."""
 
 
 class Element:
@@ -66,7 +68,7 @@ class Resource(Element):
         return self._fhir_type
 
 
-@lru_cache(maxsize=None)
+@cache
 def _element_class(fhir_type: str, base: type[Element] = Element) -> type[Element]:
     model = get_fhir_model_class(fhir_type)
     return type(fhir_type, (base,), {"_fhir_type": fhir_type, "_elements": frozenset(model.model_fields)})
@@ -80,7 +82,9 @@ _URI = re.compile(r"\S+")
 _STRING = re.compile(r"[ \r\n\t\S]+")
 _PARTIAL_DATE = re.compile(r"[0-9]{4}(-(0[1-9]|1[0-2]))?")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)")
+_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)"
+)
 _INT32 = (-(2**31), 2**31 - 1)
 
 
@@ -90,7 +94,7 @@ def _matching(pattern: re.Pattern[str]) -> Callable[[Any], str]:
     def read(value: Any) -> str:
         if type(value) is str and pattern.fullmatch(value):
             return value
-        raise _NOT_PLAIN
+        raise _NotPlain
 
     return read
 
@@ -101,26 +105,26 @@ _string, _code, _uri, _id = _matching(_STRING), _matching(_CODE), _matching(_URI
 def _boolean(value: Any) -> bool:
     if type(value) is bool:
         return value
-    raise _NOT_PLAIN
+    raise _NotPlain
 
 
 def _integer(value: Any) -> int:
     if type(value) is int and _INT32[0] <= value <= _INT32[1]:
         return value
-    raise _NOT_PLAIN
+    raise _NotPlain
 
 
 def _decimal(value: Any) -> Decimal:
     if (type(value) is int or type(value) is float) and math.isfinite(value):
         return Decimal(repr(value))  # what fhir.resources makes of a JSON number
-    raise _NOT_PLAIN
+    raise _NotPlain
 
 
 def _date_time(value: Any) -> str | dt.date | dt.datetime:
     """As fhir.resources reads a dateTime: a year or year-month stays a string, a date is a
     `date`, a date with time a `datetime` (with its offset)."""
     if type(value) is not str or value.startswith("0000"):
-        raise _NOT_PLAIN
+        raise _NotPlain
     try:
         if len(value) <= 7 and _PARTIAL_DATE.fullmatch(value):
             return value
@@ -130,7 +134,7 @@ def _date_time(value: Any) -> str | dt.date | dt.datetime:
             return dt.datetime.fromisoformat(value)
     except ValueError:
         pass
-    raise _NOT_PLAIN
+    raise _NotPlain
 
 
 def _instant(value: Any) -> dt.datetime:
@@ -139,7 +143,7 @@ def _instant(value: Any) -> dt.datetime:
             return dt.datetime.fromisoformat(value)
         except ValueError:
             pass
-    raise _NOT_PLAIN
+    raise _NotPlain
 
 
 # --- complex values ------------------------------------------------------------------------------
@@ -151,7 +155,7 @@ def _list_of(read: Reader) -> Reader:
     def read_list(value: Any) -> list[Any]:
         if type(value) is list and value:
             return [read(item) for item in value]
-        raise _NOT_PLAIN
+        raise _NotPlain
 
     return read_list
 
@@ -171,22 +175,22 @@ def _complex(
 
     def read(value: Any) -> Element:
         if type(value) is not dict or not value:
-            raise _NOT_PLAIN
+            raise _NotPlain
         values: dict[str, Any] = {}
         for name, item in value.items():
             reader = elements.get(name)
             if reader is None:
-                raise _NOT_PLAIN
+                raise _NotPlain
             values[name] = reader(item)
         for name in required:
             if name not in values:
-                raise _NOT_PLAIN
+                raise _NotPlain
         for group in choices:
             if sum(name in values for name in group) > 1:
-                raise _NOT_PLAIN
+                raise _NotPlain
         for group in required_choices:
             if sum(name in values for name in group) != 1:
-                raise _NOT_PLAIN
+                raise _NotPlain
         return cls(values)
 
     return read
@@ -196,16 +200,20 @@ def _resource_type(name: str) -> Reader:
     def read(value: Any) -> str:
         if value == name:
             return value
-        raise _NOT_PLAIN
+        raise _NotPlain
 
     return read
 
 
-_coding = _complex("Coding", {"system": _uri, "version": _string, "code": _code, "display": _string, "userSelected": _boolean})
+_coding = _complex(
+    "Coding", {"system": _uri, "version": _string, "code": _code, "display": _string, "userSelected": _boolean}
+)
 _codeable_concept = _complex("CodeableConcept", {"coding": _list_of(_coding), "text": _string})
 _reference = _complex("Reference", {"reference": _string, "type": _uri, "display": _string})
 _period = _complex("Period", {"start": _date_time, "end": _date_time})
-_quantity = _complex("Quantity", {"value": _decimal, "comparator": _code, "unit": _string, "system": _uri, "code": _code})
+_quantity = _complex(
+    "Quantity", {"value": _decimal, "comparator": _code, "unit": _string, "system": _uri, "code": _code}
+)
 _annotation = _complex("Annotation", {"text": _string, "authorString": _string, "time": _date_time}, required=("text",))
 
 _OBSERVATION_VALUES = {
@@ -262,7 +270,10 @@ _condition = _complex(
         "note": _list_of(_annotation),
     },
     required=("resourceType", "subject"),
-    choices=(("onsetDateTime", "onsetPeriod", "onsetString"), ("abatementDateTime", "abatementPeriod", "abatementString")),
+    choices=(
+        ("onsetDateTime", "onsetPeriod", "onsetString"),
+        ("abatementDateTime", "abatementPeriod", "abatementString"),
+    ),
     base=Resource,
 )
 _series = _complex(

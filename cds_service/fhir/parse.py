@@ -20,8 +20,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from fhir.resources.R4B import get_fhir_model_class
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from pydantic import ValidationError
 
 from cds_service.jsonlimits import nested_deeper_than

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
@@ -79,7 +80,7 @@ def _raw_entries(value: dict[str, Any]) -> tuple[list[Any], str | None]:
     if resource_type != "Bundle":
         return [value], None
     links = value.get("link")
-    if isinstance(links, list) and any(isinstance(l, dict) and l.get("relation") == "next" for l in links):
+    if isinstance(links, list) and any(isinstance(link, dict) and link.get("relation") == "next" for link in links):
         return [], "paginated: only the first page was sent"
     entries = value.get("entry") or []
     if not isinstance(entries, list):

@@ -6,7 +6,8 @@ client, so missing data ends in `DataUnavailable`, which the protocol layer answ
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 
 class DataUnavailable(Exception):

@@ -36,7 +36,12 @@ def error_response(status: int, error: str, message: str, details: list[dict[str
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status)
 
 
-_HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+_HTTP_ERROR_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:

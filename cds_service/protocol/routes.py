@@ -61,12 +61,16 @@ async def call_service(service_id: str, request: Request) -> Response:
         raise CdsError(404, "unknown_service", f"No CDS service with id {service_id[:80]!r}.")
     limits = request.app.state.settings
     body = parse_json_object(
-        await read_limited_body(request, limits.max_body_bytes), limits.max_json_depth, checked_later=frozenset({"prefetch"})
+        await read_limited_body(request, limits.max_body_bytes),
+        limits.max_json_depth,
+        checked_later=frozenset({"prefetch"}),
     )
     try:
         cds_request = CdsRequest.model_validate(body)
     except ValidationError as exc:
-        raise CdsError(400, "invalid_request", "The request is not a valid CDS Hooks request.", validation_details(exc)) from None
+        raise CdsError(
+            400, "invalid_request", "The request is not a valid CDS Hooks request.", validation_details(exc)
+        ) from None
     if cds_request.hook != service.descriptor.hook:
         raise CdsError(
             400,
@@ -77,7 +81,9 @@ async def call_service(service_id: str, request: Request) -> Response:
         context = service.context_model.model_validate(cds_request.context)
     except ValidationError as exc:
         details = [{**d, "loc": ["context", *d["loc"]]} for d in validation_details(exc)]
-        raise CdsError(400, "invalid_context", f"The {service.descriptor.hook} context is not valid.", details) from None
+        raise CdsError(
+            400, "invalid_context", f"The {service.descriptor.hook} context is not valid.", details
+        ) from None
 
     try:
         response = await service.handle(cds_request, context)
@@ -96,5 +102,12 @@ async def call_service(service_id: str, request: Request) -> Response:
             "Data this service needs was not in the prefetch and could not be read from the FHIR server.",
             [{"prefetchKey": key, "reason": reason} for key, reason in exc.reasons.items()],
         )
-    _log_call(cds_request, service_id, 200, started, cards=len(response.cards), indicators=[c.indicator for c in response.cards])
+    _log_call(
+        cds_request,
+        service_id,
+        200,
+        started,
+        cards=len(response.cards),
+        indicators=[c.indicator for c in response.cards],
+    )
     return Response(orjson.dumps(response.model_dump(mode="json", exclude_none=True)), media_type="application/json")

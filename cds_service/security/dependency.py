@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 from fastapi import FastAPI
@@ -115,7 +115,10 @@ def install_client_auth(
     app.state.client_auth_settings = settings
     app.state.client_authenticator = None
     if settings.mode == "disabled":
-        log.warning("client authentication is DISABLED: development only. Every CDS service call is accepted without a client JWT.")
+        log.warning(
+            "client authentication is DISABLED: development only. "
+            "Every CDS service call is accepted without a client JWT."
+        )
         return None
 
     needs_http = any(i.jwks_url or i.jku_allowlist for i in settings.trusted_issuers)
@@ -128,7 +131,10 @@ def install_client_auth(
     if not settings.trusted_issuers:
         log.error("client authentication is required but no issuer is trusted: every CDS service call will be refused")
     if settings.public_base_url is None:
-        log.warning("CDS_AUTH_PUBLIC_BASE_URL is not set: the expected JWT aud is taken from the request's Host header; set it in production")
+        log.warning(
+            "CDS_AUTH_PUBLIC_BASE_URL is not set: the expected JWT aud is taken from the request's Host header; "
+            "set it in production"
+        )
     app.add_middleware(ClientAuthMiddleware, authenticator=authenticator, public_base_url=settings.public_base_url)
     return authenticator
 

@@ -17,8 +17,9 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import httpx
 

@@ -16,8 +16,9 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import jwt
 from jwt import PyJWK

@@ -9,7 +9,8 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 log = logging.getLogger("cds_service.security")
 

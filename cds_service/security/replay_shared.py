@@ -27,7 +27,8 @@ import logging
 import math
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -124,7 +125,7 @@ class DatabaseReplayCache:
 
     def __init__(
         self,
-        storage: "Storage | StorageProvider",
+        storage: Storage | StorageProvider,
         *,
         clock: Callable[[], float] = time.time,
         cleanup_interval_seconds: float = CLEANUP_INTERVAL_SECONDS,
@@ -139,10 +140,10 @@ class DatabaseReplayCache:
         if storage is None:
             raise ReplayStoreUnavailable("the storage is not open (the app has not started, or has stopped)")
         now_seconds = self._clock()
-        now = dt.datetime.fromtimestamp(now_seconds, dt.timezone.utc)
+        now = dt.datetime.fromtimestamp(now_seconds, dt.UTC)
         table = SeenJti.__table__
         insert = _insert(storage.dialect, table).values(
-            iss=iss, jti=jti, expires_at=dt.datetime.fromtimestamp(expires_at, dt.timezone.utc)
+            iss=iss, jti=jti, expires_at=dt.datetime.fromtimestamp(expires_at, dt.UTC)
         )
         # A conflicting row that has expired is a token that can no longer be replayed: it is
         # replaced (as the Redis key would have vanished). A live one is left alone: no row returned.
@@ -158,7 +159,7 @@ class DatabaseReplayCache:
             await self._delete_expired(storage, now)
         return first
 
-    async def _delete_expired(self, storage: "Storage", now: dt.datetime) -> None:
+    async def _delete_expired(self, storage: Storage, now: dt.datetime) -> None:
         """Best effort: a failure here is logged and never fails the call being authenticated."""
         table = SeenJti.__table__
         try:
@@ -188,7 +189,9 @@ def replay_cache_from_settings(
     if storage_provider is not None:
         log.info("replay cache: database table seen_jti (shared by every replica on the database)")
         return DatabaseReplayCache(storage_provider, clock=clock)
-    log.warning("replay cache: in-memory, per process: with several workers or replicas a token can be replayed to another one")
+    log.warning(
+        "replay cache: in-memory, per process: with several workers or replicas a token can be replayed to another one"
+    )
     return InMemoryReplayCache(clock=clock)
 
 

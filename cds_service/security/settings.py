@@ -60,7 +60,7 @@ class TrustedIssuer(BaseModel):
         return [check_key_url(u) for u in value]
 
     @model_validator(mode="after")
-    def _one_key_source(self) -> "TrustedIssuer":
+    def _one_key_source(self) -> TrustedIssuer:
         if self.jwks_url and self.jwks_file:
             raise ValueError(f"issuer {self.iss!r}: give jwks_url or jwks_file, not both")
         if not (self.jwks_url or self.jwks_file or self.jku_allowlist):

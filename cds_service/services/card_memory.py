@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cds_service.clinical.decision import Decision
 from cds_service.protocol.models import Card
-from cds_service.storage.repository import CardRecord, OverrideMemory, RedFlagRef, record_issued_cards, recent_override
+from cds_service.storage.repository import CardRecord, OverrideMemory, RedFlagRef, recent_override, record_issued_cards
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,13 @@ class CardMemory:
         self._wake: asyncio.Event | None = None
 
     def remember_soon(
-        self, cards: list[Card], decision: Decision, service_id: str, hook_instance: str, patient_id: str, now: dt.datetime
+        self,
+        cards: list[Card],
+        decision: Decision,
+        service_id: str,
+        hook_instance: str,
+        patient_id: str,
+        now: dt.datetime,
     ) -> None:
         """Queue the issued cards for the writer: the EHR does not wait for our write. (A crash
         before the write loses only the link from later feedback to these cards; the feedback
@@ -49,7 +56,9 @@ class CardMemory:
             return
         red_flags = [RedFlagRef(f.evidence.reference, f.concept, f.evidence.date) for f in decision.facts.new_red_flags]
         self._queue.extend(
-            CardRecord(card.uuid, service_id, hook_instance, patient_id, card.indicator, decision.level.value, red_flags, now)
+            CardRecord(
+                card.uuid, service_id, hook_instance, patient_id, card.indicator, decision.level.value, red_flags, now
+            )
             for card in cards
             if card.uuid
         )
@@ -68,12 +77,11 @@ class CardMemory:
         if self._queue:  # queued by a loop that is gone (tests): write it here
             await self._write_queued(None)
 
-
     async def _write_queued(self, wake: asyncio.Event | None) -> None:
         if wake is not None and self._linger > 0:
             try:
                 await asyncio.wait_for(wake.wait(), self._linger)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         while self._queue:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
@@ -86,7 +94,10 @@ class CardMemory:
         try:
             await record_issued_cards(storage, records)
         except Exception as exc:  # noqa: BLE001 - the cards have been answered; only the memory is lost
-            log.warning("card memory: recording issued cards failed", extra={"reason": type(exc).__name__, "cards": len(records)})
+            log.warning(
+                "card memory: recording issued cards failed",
+                extra={"reason": type(exc).__name__, "cards": len(records)},
+            )
 
     async def last_override(self, service_id: str, patient_id: str, now: dt.datetime) -> OverrideMemory | None:
         storage = self._storage()

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -16,8 +17,8 @@ from cds_service.clinical.alert_fatigue import quiet_after_override
 from cds_service.clinical.decision import decide
 from cds_service.clinical.extract import extract_facts
 from cds_service.clinical.facts import RuleSettings
-from cds_service.clinical.relevance import RelevanceFilter
 from cds_service.clinical.multiple_sclerosis import ms_findings
+from cds_service.clinical.relevance import RelevanceFilter
 from cds_service.fhir.source import MissingDataFetcher
 from cds_service.gcpause import gc_paused
 from cds_service.protocol.models import CdsRequest, CdsResponse, PatientViewContext, ServiceDescriptor
@@ -48,7 +49,8 @@ class MsBackPainPatientView:
             title="MS back pain: possible spinal cord involvement",
             description=(
                 "When a patient with multiple sclerosis has a back pain complaint, flags possible spinal cord "
-                "involvement, graded by red flags (new weakness, balance, bladder or sensory change) and cord features, "
+                "involvement, graded by red flags (new weakness, balance, bladder or sensory change) and cord "
+                "features, "
                 "and suggests a cervical and thoracic spinal MRI as draft orders."
             ),
             prefetch=self._data.templates,

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -16,10 +17,10 @@ from cds_service.cards.order_cards import build_order_card
 from cds_service.clinical.decision import decide
 from cds_service.clinical.extract import extract_facts
 from cds_service.clinical.facts import RuleSettings
-from cds_service.clinical.relevance import RelevanceFilter
 from cds_service.clinical.multiple_sclerosis import ms_findings
 from cds_service.clinical.order_rules import advise_orders
 from cds_service.clinical.orders import DraftOrder, classify_order, order_reason_findings, reason_conditions
+from cds_service.clinical.relevance import RelevanceFilter
 from cds_service.fhir.parse import parse_resource
 from cds_service.fhir.source import MissingDataFetcher
 from cds_service.gcpause import gc_paused
@@ -112,7 +113,11 @@ class MsBackPainOrders:
             targets = [drafts[ref][0] for ref in context.selections if ref in drafts]
         else:
             targets = [model for model, _ in drafts.values()]
-        orders = [model for model, _ in drafts.values() if model.get_resource_type() in ("ServiceRequest", "MedicationRequest")]
+        orders = [
+            model
+            for model, _ in drafts.values()
+            if model.get_resource_type() in ("ServiceRequest", "MedicationRequest")
+        ]
         bundled = {ref: model for ref, (model, _) in drafts.items()}
         reason_conds = reason_conditions(targets, bundled)
 
@@ -136,12 +141,16 @@ class MsBackPainOrders:
         medications = {ref: model for ref, model in bundled.items() if ref.startswith("Medication/")}
         all_drafts: list[DraftOrder] = [classify_order(o, medications) for o in orders]
         by_ref = {d.reference: d for d in all_drafts}
-        chosen = [by_ref[f"{t.get_resource_type()}/{t.id}"] for t in targets if f"{t.get_resource_type()}/{t.id}" in by_ref]
+        chosen = [
+            by_ref[f"{t.get_resource_type()}/{t.id}"] for t in targets if f"{t.get_resource_type()}/{t.id}" in by_ref
+        ]
         ctx = CardContext(patient_id=context.patientId, user_id=context.userId, now=now)
         cards = [
             build_order_card(advice, decision, drafts[advice.order.reference][1], self._content, ctx, self._smart_app)
             for advice in advise_orders(decision, chosen, all_drafts)
         ]
         if self._memory is not None:
-            self._memory.remember_soon(cards, decision, self.descriptor.id, request.hookInstance, context.patientId, now)
+            self._memory.remember_soon(
+                cards, decision, self.descriptor.id, request.hookInstance, context.patientId, now
+            )
         return CdsResponse(cards=cards)

@@ -7,8 +7,9 @@ medication lists are optional (without them, NSAID response is reported as not a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from cds_service.clinical import valuesets
 from cds_service.fhir.prefetch import PrefetchData, read_prefetch, unusable_keys
@@ -115,4 +116,6 @@ class PatientDataLoader:
         data.add(read_prefetch(request.prefetch, unread, patient_id, WANTED_TYPES, select))
         await self._fetch_missing(data, later, call)
         await self._require(data, REQUIRED_WITH_MS, call)
-        return PatientData(data.all_resources(REQUIRED_ALWAYS + later), medications_assessed="medications" not in data.unavailable)
+        return PatientData(
+            data.all_resources(REQUIRED_ALWAYS + later), medications_assessed="medications" not in data.unavailable
+        )

@@ -13,8 +13,9 @@ import contextlib
 import hashlib
 import hmac
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import create_engine, event

@@ -53,16 +53,16 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        value = value.astimezone(dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
+        value = value.astimezone(dt.UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=dt.timezone.utc)
-        return value.astimezone(dt.timezone.utc)
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
 
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
@@ -116,6 +116,12 @@ class Feedback(Base):
         # Idempotency: the same outcome of the same card at the same instant is one row.
         UniqueConstraint("card_uuid", "service_id", "outcome", "outcome_timestamp"),
         # The override look-up: this patient's overrides for this service, newest first.
-        Index("ix_feedback_service_id_patient_hash_outcome_outcome_timestamp", "service_id", "patient_hash", "outcome", "outcome_timestamp"),
+        Index(
+            "ix_feedback_service_id_patient_hash_outcome_outcome_timestamp",
+            "service_id",
+            "patient_hash",
+            "outcome",
+            "outcome_timestamp",
+        ),
         CheckConstraint("outcome IN ('accepted', 'overridden')", name="outcome"),
     )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -29,11 +30,11 @@ _FEEDBACK_KEY = ("card_uuid", "service_id", "outcome", "outcome_timestamp")
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,20 @@ class RedFlagRef:
     date: dt.date | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"reference": self.reference, "concept": self.concept, "date": self.date.isoformat() if self.date else None}
+        return {
+            "reference": self.reference,
+            "concept": self.concept,
+            "date": self.date.isoformat() if self.date else None,
+        }
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> RedFlagRef:
         date = value.get("date")
-        return cls(str(value.get("reference", "")), str(value.get("concept", "")), dt.date.fromisoformat(date) if date else None)
+        return cls(
+            str(value.get("reference", "")),
+            str(value.get("concept", "")),
+            dt.date.fromisoformat(date) if date else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -173,7 +182,9 @@ async def record_feedback(
                 "card_uuid": item.card_uuid,
                 "service_id": service_id,
                 "outcome": item.outcome,
-                "accepted_suggestions": [{"id": s} for s in item.accepted_suggestions] if item.accepted_suggestions else None,
+                "accepted_suggestions": [{"id": s} for s in item.accepted_suggestions]
+                if item.accepted_suggestions
+                else None,
                 "override_reason": dict(item.override_reason) if item.override_reason else None,
                 "user_comment": item.user_comment,
                 "outcome_timestamp": timestamp,
@@ -189,7 +200,11 @@ async def record_feedback(
     c = IssuedCard.__table__.c
     async with storage.engine.connect() as connection:
         known = dict(
-            (await connection.execute(select(c.card_uuid, c.patient_hash).where(c.card_uuid.in_(cards), c.service_id == service_id))).all()
+            (
+                await connection.execute(
+                    select(c.card_uuid, c.patient_hash).where(c.card_uuid.in_(cards), c.service_id == service_id)
+                )
+            ).all()
         )
     for row in rows.values():
         row["patient_hash"] = known.get(row["card_uuid"])
@@ -206,7 +221,9 @@ async def record_feedback(
     if unknown:  # the card may have been recorded meanwhile (see record_issued_cards)
         async with storage.engine.begin() as connection:
             await connection.execute(_fill_feedback_patient_hash(sorted(unknown)))
-    return FeedbackResult(received=len(items), stored=stored, duplicates=len(items) - stored, unknown_cards=len(unknown))
+    return FeedbackResult(
+        received=len(items), stored=stored, duplicates=len(items) - stored, unknown_cards=len(unknown)
+    )
 
 
 def _recent_override_statement() -> Any:
@@ -214,7 +231,11 @@ def _recent_override_statement() -> Any:
     f, c = Feedback.__table__.c, IssuedCard.__table__.c
     return (
         select(f.card_uuid, f.outcome_timestamp, f.override_reason, c.red_flag_refs, c.level, c.indicator, c.issued_at)
-        .select_from(Feedback.__table__.join(IssuedCard.__table__, and_(c.card_uuid == f.card_uuid, c.service_id == f.service_id)))
+        .select_from(
+            Feedback.__table__.join(
+                IssuedCard.__table__, and_(c.card_uuid == f.card_uuid, c.service_id == f.service_id)
+            )
+        )
         .where(
             f.service_id == bindparam("service_id"),
             f.patient_hash == bindparam("patient_hash"),

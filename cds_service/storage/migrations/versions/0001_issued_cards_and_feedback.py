@@ -7,7 +7,7 @@ Create Date: 2026-11-25
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -50,7 +50,10 @@ def upgrade() -> None:
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_feedback")),
         sa.UniqueConstraint(
-            "card_uuid", "service_id", "outcome", "outcome_timestamp",
+            "card_uuid",
+            "service_id",
+            "outcome",
+            "outcome_timestamp",
             name=op.f("uq_feedback_card_uuid_service_id_outcome_outcome_timestamp"),
         ),
         sa.CheckConstraint("outcome IN ('accepted', 'overridden')", name=op.f("ck_feedback_outcome")),

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from cds_service.clinical.multiple_sclerosis import ms_findings
 from cds_service.fhir.source import DataUnavailable
@@ -30,7 +31,9 @@ class RecordingFetcher:
     def __init__(self, prefetch: Mapping[str, Any]):
         self.prefetch, self.calls = prefetch, []  # type: ignore[var-annotated]
 
-    async def fetch(self, queries: Mapping[str, str], fhir_server: str | None, access_token: str | None) -> dict[str, Any]:
+    async def fetch(
+        self, queries: Mapping[str, str], fhir_server: str | None, access_token: str | None
+    ) -> dict[str, Any]:
         self.calls.append(sorted(queries))
         found = {key: copy.deepcopy(self.prefetch[key]) for key in queries if key in self.prefetch}
         if len(found) < len(queries):
@@ -78,7 +81,10 @@ def test_with_ms_the_whole_record_is_read_in_key_order() -> None:
 
 def test_with_ms_a_missing_required_key_is_412() -> None:
     body = load_fixture(WITH_MS)
-    body["prefetch"]["imagingStudies"] = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}
+    body["prefetch"]["imagingStudies"] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "exception"}],
+    }
     fetcher = RecordingFetcher({})
     fetcher.fetch = _refuse  # type: ignore[method-assign]
     try:
@@ -104,4 +110,6 @@ def test_missing_conditions_are_read_with_every_other_missing_key_in_one_round_t
     assert fetcher.calls == [["conditions", "medicationStatements", "observations"]]
     assert data is not None
     expected, _ = _load(load_fixture(WITH_MS))
-    assert [(r.get_resource_type(), r.id) for r in data.resources] == [(r.get_resource_type(), r.id) for r in expected.resources]
+    assert [(r.get_resource_type(), r.id) for r in data.resources] == [
+        (r.get_resource_type(), r.id) for r in expected.resources
+    ]

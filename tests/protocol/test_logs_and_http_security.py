@@ -39,15 +39,25 @@ def test_a_full_request_leaves_no_phi_or_token_in_the_logs(caplog) -> None:
     settings = Settings(fhir_server_allowlist=["https://ehr.example.org/fhir"])
     client = TestClient(create_app(settings, clock=lambda: NOW, auth=NO_AUTH))
     request = copy.deepcopy(load_fixture("urgent-new-paraparesis"))
-    request["fhirAuthorization"] = {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300, "scope": "x", "subject": "cds"}
+    request["fhirAuthorization"] = {
+        "access_token": TOKEN,
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "x",
+        "subject": "cds",
+    }
     phi = _phi_values(request)
     # Also exercise the warning paths: a broken resource, and a FHIR read that fails.
-    request["prefetch"]["conditions"]["entry"].append({"resource": {"resourceType": "Condition", "id": "broken-1", "code": "x"}})
+    request["prefetch"]["conditions"]["entry"].append(
+        {"resource": {"resourceType": "Condition", "id": "broken-1", "code": "x"}}
+    )
     failing = copy.deepcopy(request)
     del failing["prefetch"]["observations"]
     caplog.set_level(logging.DEBUG)
     with respx.mock:
-        respx.get(url__startswith="https://ehr.example.org/fhir/").mock(return_value=httpx.Response(500, text=f"error for {TOKEN}"))
+        respx.get(url__startswith="https://ehr.example.org/fhir/").mock(
+            return_value=httpx.Response(500, text=f"error for {TOKEN}")
+        )
         assert client.post(SERVICE_URL, json=request).status_code == 200
         assert client.post(SERVICE_URL, json=failing).status_code == 412
     formatter = JsonFormatter()
@@ -77,11 +87,19 @@ def test_security_headers_on_every_answer(client: TestClient) -> None:
 
 
 def test_cors_only_for_configured_origins() -> None:
-    client = TestClient(create_app(Settings(cors_allow_origins=["https://sandbox.example.org"]), clock=lambda: NOW, auth=NO_AUTH))
-    preflight = {"Origin": "https://sandbox.example.org", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+    client = TestClient(
+        create_app(Settings(cors_allow_origins=["https://sandbox.example.org"]), clock=lambda: NOW, auth=NO_AUTH)
+    )
+    preflight = {
+        "Origin": "https://sandbox.example.org",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
     ok = client.options(SERVICE_URL, headers=preflight)
     assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://sandbox.example.org"
     other = client.options(SERVICE_URL, headers={**preflight, "Origin": "https://evil.example.com"})
     assert "access-control-allow-origin" not in other.headers
-    closed = TestClient(create_app(clock=lambda: NOW, auth=NO_AUTH)).get("/cds-services", headers={"Origin": "https://sandbox.example.org"})
+    closed = TestClient(create_app(clock=lambda: NOW, auth=NO_AUTH)).get(
+        "/cds-services", headers={"Origin": "https://sandbox.example.org"}
+    )
     assert "access-control-allow-origin" not in closed.headers

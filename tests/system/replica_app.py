@@ -1,4 +1,4 @@
-"""The app one replica runs in tests/test_replicas.py: `python -m uvicorn tests.replica_app:app`.
+"""The app one replica runs in tests/system/test_replicas.py: `python -m uvicorn tests.system.replica_app:app`.
 
 Configured by the environment only, like a deployed replica: CDS_DATABASE_URL, CDS_PATIENT_HASH_KEY,
 CDS_AUTH_* (the service's own settings), plus
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from cds_service.app import create_app, utc_now
 

@@ -97,7 +97,14 @@ def test_which_studies_cover_the_cord(study: SpinalMri, suggested: bool) -> None
 
 
 def test_not_documented_lists_the_features_worth_asking_about() -> None:
-    assert decide(facts()).not_documented == ("lhermitte", "paroxysmal_spasm", "analgesic_response", "bladder", "gait", "sensory")
+    assert decide(facts()).not_documented == (
+        "lhermitte",
+        "paroxysmal_spasm",
+        "analgesic_response",
+        "bladder",
+        "gait",
+        "sensory",
+    )
     bladder = finding("bladder", "Condition/b", dt.date(2026, 11, 20), "bladder")
     lhermitte = finding("lhermitte", "Observation/l", None)
     assert decide(facts(new_red_flags=(bladder,), cord_features=(lhermitte,))).not_documented == (

@@ -75,11 +75,7 @@ def condition(
         "resourceType": "Condition",
         "id": rid,
         "category": [
-            {
-                "coding": [
-                    {"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": category}
-                ]
-            }
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": category}]}
         ],
         "code": {"coding": list(codings)},
         "subject": {"reference": f"Patient/{PATIENT_ID}"},
@@ -211,7 +207,9 @@ def request(resources: list[dict[str, Any]]) -> dict[str, Any]:
     bundles: dict[str, list[dict[str, Any]]] = {key: [] for key in PREFETCH_KEYS.values()}
     for resource in resources:
         bundles[PREFETCH_KEYS[resource["resourceType"]]].append(resource)
-    prefetch: dict[str, Any] = {"patient": {"resourceType": "Patient", "id": PATIENT_ID, "gender": "female", "birthDate": "1984-02-11"}}
+    prefetch: dict[str, Any] = {
+        "patient": {"resourceType": "Patient", "id": PATIENT_ID, "gender": "female", "birthDate": "1984-02-11"}
+    }
     for key, entries in bundles.items():
         prefetch[key] = {
             "resourceType": "Bundle",
@@ -266,7 +264,11 @@ def local_condition(rid: str, text: str, **kwargs: Any) -> dict[str, Any]:
 def chief_complaint(value: str, **kwargs: Any) -> dict[str, Any]:
     # 10154-3 (V2). 8661-1 is only W+ in TERMINOLOGY.md, so it is not used here.
     return observation(
-        "cc", coding(LOINC, "10154-3", "Chief complaint Narrative - Reported"), text="Chief complaint", value_string=value, **kwargs
+        "cc",
+        coding(LOINC, "10154-3", "Chief complaint Narrative - Reported"),
+        text="Chief complaint",
+        value_string=value,
+        **kwargs,
     )
 
 
@@ -302,152 +304,375 @@ WHOLE_SPINE = coding(SCT, "421060004", "Spine")
 
 MS_CODED: list[Any] = [
     pytest.param([ms(coding(ICD10CM, "G35", "Multiple sclerosis")), LBP], "baseline", True, id="ms-icd10cm-G35-old"),
-    pytest.param([ms(coding(ICD10CM, "G35.A", "Relapsing-remitting multiple sclerosis")), LBP], "baseline", True, id="ms-icd10cm-G35.A"),
-    pytest.param([ms(coding(ICD10CM, "G35.B1", "Active primary progressive multiple sclerosis")), LBP], "baseline", True, id="ms-icd10cm-G35.B1"),
-    pytest.param([ms(coding(ICD10CM, "G35.C0", "Secondary progressive multiple sclerosis, unspecified")), LBP], "baseline", True, id="ms-icd10cm-G35.C0"),
-    pytest.param([ms(coding(ICD10CM, "G35.D", "Multiple sclerosis, unspecified")), LBP], "baseline", True, id="ms-icd10cm-G35.D"),
+    pytest.param(
+        [ms(coding(ICD10CM, "G35.A", "Relapsing-remitting multiple sclerosis")), LBP],
+        "baseline",
+        True,
+        id="ms-icd10cm-G35.A",
+    ),
+    pytest.param(
+        [ms(coding(ICD10CM, "G35.B1", "Active primary progressive multiple sclerosis")), LBP],
+        "baseline",
+        True,
+        id="ms-icd10cm-G35.B1",
+    ),
+    pytest.param(
+        [ms(coding(ICD10CM, "G35.C0", "Secondary progressive multiple sclerosis, unspecified")), LBP],
+        "baseline",
+        True,
+        id="ms-icd10cm-G35.C0",
+    ),
+    pytest.param(
+        [ms(coding(ICD10CM, "G35.D", "Multiple sclerosis, unspecified")), LBP], "baseline", True, id="ms-icd10cm-G35.D"
+    ),
     pytest.param([ms(coding(ICD10CM, "G35B1")), LBP], "baseline", True, id="ms-icd10cm-undotted-G35B1"),
     pytest.param([ms(coding(ICD10CM, "g35.a")), LBP], "baseline", True, id="ms-icd10cm-lowercase-g35.a"),
     pytest.param([ms(coding(ICD10GM, "G35.10")), LBP], "baseline", True, id="ms-icd10gm-G35.10"),
     pytest.param([ms(coding(ICD10WHO, "G35", "Multiple sclerosis")), LBP], "baseline", True, id="ms-who-icd10-G35"),
-    pytest.param([ms(coding(SCT, "426373005", "Relapsing remitting multiple sclerosis")), LBP], "baseline", True, id="ms-snomed-RRMS-426373005"),
-    pytest.param([ms(coding(SCT, "425500002", "Secondary progressive multiple sclerosis")), LBP], "baseline", True, id="ms-snomed-SPMS-425500002"),
-    pytest.param([ms(coding(SCT, "428700003", "Primary progressive multiple sclerosis")), LBP], "baseline", True, id="ms-snomed-PPMS-428700003"),
+    pytest.param(
+        [ms(coding(SCT, "426373005", "Relapsing remitting multiple sclerosis")), LBP],
+        "baseline",
+        True,
+        id="ms-snomed-RRMS-426373005",
+    ),
+    pytest.param(
+        [ms(coding(SCT, "425500002", "Secondary progressive multiple sclerosis")), LBP],
+        "baseline",
+        True,
+        id="ms-snomed-SPMS-425500002",
+    ),
+    pytest.param(
+        [ms(coding(SCT, "428700003", "Primary progressive multiple sclerosis")), LBP],
+        "baseline",
+        True,
+        id="ms-snomed-PPMS-428700003",
+    ),
     pytest.param([ms(coding(SCT, 24700007)), LBP], "baseline", True, id="ms-snomed-code-as-json-number"),
-    pytest.param([ms(coding(LOCAL, "PL-4711"), text="Multiple sclerosis (relapsing)"), LBP], "baseline", True, id="ms-text-only-local-code"),
-    pytest.param([ms(coding(LOCAL, "PL-4712", "Multiple sclerosis")), LBP], "baseline", True, id="ms-display-only-no-text"),
+    pytest.param(
+        [ms(coding(LOCAL, "PL-4711"), text="Multiple sclerosis (relapsing)"), LBP],
+        "baseline",
+        True,
+        id="ms-text-only-local-code",
+    ),
+    pytest.param(
+        [ms(coding(LOCAL, "PL-4712", "Multiple sclerosis")), LBP], "baseline", True, id="ms-display-only-no-text"
+    ),
 ]
 
 NOT_MS: list[Any] = [
-    pytest.param([local_condition("fh", "Family history of multiple sclerosis", verification=None), LBP], NO_CARD, None, id="not-ms-family-history"),
-    pytest.param([local_condition("fh", "FH: multiple sclerosis", verification=None), LBP], NO_CARD, None, id="not-ms-FH-colon"),
-    pytest.param([local_condition("ro", "r/o multiple sclerosis", verification=None), LBP], NO_CARD, None, id="not-ms-rule-out"),
-    pytest.param([local_condition("ro", "Multiple sclerosis ruled out", verification=None), LBP], NO_CARD, None, id="not-ms-ruled-out"),
-    pytest.param([local_condition("no", "No evidence of multiple sclerosis", verification=None), LBP], NO_CARD, None, id="not-ms-no-evidence-of"),
+    pytest.param(
+        [local_condition("fh", "Family history of multiple sclerosis", verification=None), LBP],
+        NO_CARD,
+        None,
+        id="not-ms-family-history",
+    ),
+    pytest.param(
+        [local_condition("fh", "FH: multiple sclerosis", verification=None), LBP], NO_CARD, None, id="not-ms-FH-colon"
+    ),
+    pytest.param(
+        [local_condition("ro", "r/o multiple sclerosis", verification=None), LBP], NO_CARD, None, id="not-ms-rule-out"
+    ),
+    pytest.param(
+        [local_condition("ro", "Multiple sclerosis ruled out", verification=None), LBP],
+        NO_CARD,
+        None,
+        id="not-ms-ruled-out",
+    ),
+    pytest.param(
+        [local_condition("no", "No evidence of multiple sclerosis", verification=None), LBP],
+        NO_CARD,
+        None,
+        id="not-ms-no-evidence-of",
+    ),
     pytest.param([local_condition("ssc", "Systemic sclerosis"), LBP], NO_CARD, None, id="not-ms-systemic-sclerosis"),
     pytest.param([local_condition("tsc", "Tuberous sclerosis"), LBP], NO_CARD, None, id="not-ms-tuberous-sclerosis"),
     pytest.param([local_condition("oto", "Otosclerosis"), LBP], NO_CARD, None, id="not-ms-otosclerosis"),
     pytest.param([local_condition("ath", "Atherosclerosis"), LBP], NO_CARD, None, id="not-ms-atherosclerosis"),
     # 445967004 is only W in TERMINOLOGY.md; used here solely as a code that must NOT count as MS.
     pytest.param(
-        [condition("cis", coding(SCT, "445967004", "Clinically isolated syndrome"), text="Clinically isolated syndrome"), LBP],
-        NO_CARD, None, id="not-ms-clinically-isolated-syndrome",
+        [
+            condition(
+                "cis", coding(SCT, "445967004", "Clinically isolated syndrome"), text="Clinically isolated syndrome"
+            ),
+            LBP,
+        ],
+        NO_CARD,
+        None,
+        id="not-ms-clinically-isolated-syndrome",
     ),
     pytest.param(
-        [condition("demy", coding(SCT, "6118003", "Demyelinating disease of central nervous system"), text="Demyelinating disease of central nervous system"), LBP],
-        NO_CARD, None, id="not-ms-demyelinating-disease-6118003",
+        [
+            condition(
+                "demy",
+                coding(SCT, "6118003", "Demyelinating disease of central nervous system"),
+                text="Demyelinating disease of central nervous system",
+            ),
+            LBP,
+        ],
+        NO_CARD,
+        None,
+        id="not-ms-demyelinating-disease-6118003",
     ),
-    pytest.param([ms(coding(SCT, "24700007", "Multiple sclerosis"), verification="refuted"), LBP], NO_CARD, None, id="not-ms-refuted"),
-    pytest.param([ms(coding(SCT, "24700007", "Multiple sclerosis"), verification="entered-in-error"), LBP], NO_CARD, None, id="not-ms-entered-in-error"),
-    pytest.param([ms(coding(SCT, "24700007", "Multiple sclerosis"), clinical="resolved", abatement_days=400), LBP], NO_CARD, None, id="not-ms-clinical-resolved"),
-    pytest.param([ms(coding(SCT, "24700007", "Multiple sclerosis"), clinical="inactive"), LBP], NO_CARD, None, id="not-ms-clinical-inactive"),
-    pytest.param([ms(coding(SCT, "24700007", "Multiple sclerosis"), clinical="remission"), LBP], NO_CARD, None, id="not-ms-clinical-remission"),
+    pytest.param(
+        [ms(coding(SCT, "24700007", "Multiple sclerosis"), verification="refuted"), LBP],
+        NO_CARD,
+        None,
+        id="not-ms-refuted",
+    ),
+    pytest.param(
+        [ms(coding(SCT, "24700007", "Multiple sclerosis"), verification="entered-in-error"), LBP],
+        NO_CARD,
+        None,
+        id="not-ms-entered-in-error",
+    ),
+    pytest.param(
+        [ms(coding(SCT, "24700007", "Multiple sclerosis"), clinical="resolved", abatement_days=400), LBP],
+        NO_CARD,
+        None,
+        id="not-ms-clinical-resolved",
+    ),
+    pytest.param(
+        [ms(coding(SCT, "24700007", "Multiple sclerosis"), clinical="inactive"), LBP],
+        NO_CARD,
+        None,
+        id="not-ms-clinical-inactive",
+    ),
+    pytest.param(
+        [ms(coding(SCT, "24700007", "Multiple sclerosis"), clinical="remission"), LBP],
+        NO_CARD,
+        None,
+        id="not-ms-clinical-remission",
+    ),
 ]
 
 BACK_PAIN: list[Any] = [
-    pytest.param([MS, back_pain_icd("M54.50", "Low back pain, unspecified")], "baseline", True, id="back-pain-icd10cm-M54.50"),
-    pytest.param([MS, back_pain_icd("M54.16", "Radiculopathy, lumbar region")], "baseline", True, id="back-pain-icd10cm-M54.16"),
+    pytest.param(
+        [MS, back_pain_icd("M54.50", "Low back pain, unspecified")], "baseline", True, id="back-pain-icd10cm-M54.50"
+    ),
+    pytest.param(
+        [MS, back_pain_icd("M54.16", "Radiculopathy, lumbar region")], "baseline", True, id="back-pain-icd10cm-M54.16"
+    ),
     pytest.param([MS, back_pain_icd("M54.2", "Cervicalgia")], "baseline", True, id="back-pain-icd10cm-M54.2-neck"),
-    pytest.param([MS, back_pain_icd("M54.9", "Dorsalgia, unspecified")], "baseline", True, id="back-pain-icd10cm-M54.9"),
-    pytest.param([MS, back_pain_icd("M54.81", "Occipital neuralgia")], NO_CARD, None, id="not-back-pain-M54.81-occipital-neuralgia"),
-    pytest.param([MS, back_pain_icd("M54.02", "Panniculitis affecting regions of neck and back, cervical region")], NO_CARD, None, id="not-back-pain-M54.02-panniculitis"),
     pytest.param(
-        [MS, back_pain_icd("M54.50", "Low back pain, unspecified", clinical="resolved", onset_days=760, abatement_days=700)],
-        NO_CARD, None, id="not-back-pain-resolved-2-years-ago",
+        [MS, back_pain_icd("M54.9", "Dorsalgia, unspecified")], "baseline", True, id="back-pain-icd10cm-M54.9"
     ),
     pytest.param(
-        [MS, back_pain_icd("M54.50", "Low back pain, unspecified", clinical="resolved", onset_days=30, abatement_days=5)],
-        "baseline", True, id="back-pain-resolved-onset-30-days-ago",
+        [MS, back_pain_icd("M54.81", "Occipital neuralgia")],
+        NO_CARD,
+        None,
+        id="not-back-pain-M54.81-occipital-neuralgia",
     ),
-    pytest.param([MS, chief_complaint("lower back pain x2 weeks")], "baseline", True, id="back-pain-chief-complaint-text"),
+    pytest.param(
+        [MS, back_pain_icd("M54.02", "Panniculitis affecting regions of neck and back, cervical region")],
+        NO_CARD,
+        None,
+        id="not-back-pain-M54.02-panniculitis",
+    ),
+    pytest.param(
+        [
+            MS,
+            back_pain_icd(
+                "M54.50", "Low back pain, unspecified", clinical="resolved", onset_days=760, abatement_days=700
+            ),
+        ],
+        NO_CARD,
+        None,
+        id="not-back-pain-resolved-2-years-ago",
+    ),
+    pytest.param(
+        [
+            MS,
+            back_pain_icd("M54.50", "Low back pain, unspecified", clinical="resolved", onset_days=30, abatement_days=5),
+        ],
+        "baseline",
+        True,
+        id="back-pain-resolved-onset-30-days-ago",
+    ),
+    pytest.param(
+        [MS, chief_complaint("lower back pain x2 weeks")], "baseline", True, id="back-pain-chief-complaint-text"
+    ),
     pytest.param([MS, chief_complaint("denies back pain")], NO_CARD, None, id="not-back-pain-chief-complaint-denies"),
-    pytest.param([MS, chief_complaint("lower back pain x2 weeks", effective_days=200)], NO_CARD, None, id="not-back-pain-chief-complaint-200-days-old"),
+    pytest.param(
+        [MS, chief_complaint("lower back pain x2 weeks", effective_days=200)],
+        NO_CARD,
+        None,
+        id="not-back-pain-chief-complaint-200-days-old",
+    ),
     pytest.param([MS, pain_score(0)], NO_CARD, None, id="not-back-pain-lumbar-pain-score-0"),
     pytest.param([MS, pain_score(7)], "baseline", True, id="back-pain-lumbar-pain-score-7"),
     pytest.param(
         [MS, chief_complaint("lower back pain x2 weeks", status="entered-in-error")],
-        NO_CARD, None, id="not-back-pain-observation-entered-in-error",
+        NO_CARD,
+        None,
+        id="not-back-pain-observation-entered-in-error",
     ),
 ]
 
 LEVELS: list[Any] = [
     pytest.param([MS, LBP, urgency(onset_days=10)], "urgent", True, id="urgent-new-R39.15-10-days"),
     pytest.param([MS, LBP, urgency(onset_days=400)], "baseline", True, id="baseline-chronic-R39.15-400-days"),
-    pytest.param([MS, LBP, urgency(onset_days=10, verification="refuted")], "baseline", True, id="baseline-refuted-red-flag"),
+    pytest.param(
+        [MS, LBP, urgency(onset_days=10, verification="refuted")], "baseline", True, id="baseline-refuted-red-flag"
+    ),
     pytest.param(
         [MS, LBP, local_condition("ros", "Denies weakness or numbness", onset_days=5, verification=None)],
-        "baseline", True, id="baseline-denies-weakness-numbness-condition-text",
+        "baseline",
+        True,
+        id="baseline-denies-weakness-numbness-condition-text",
     ),
     pytest.param(
-        [MS, LBP, observation("ros", coding(LOCAL_OBS, "ROS-NEURO"), text="Review of systems - neurological", category="exam", value_string="Denies weakness or numbness")],
-        "baseline", True, id="baseline-denies-weakness-numbness-observation-value",
+        [
+            MS,
+            LBP,
+            observation(
+                "ros",
+                coding(LOCAL_OBS, "ROS-NEURO"),
+                text="Review of systems - neurological",
+                category="exam",
+                value_string="Denies weakness or numbness",
+            ),
+        ],
+        "baseline",
+        True,
+        id="baseline-denies-weakness-numbness-observation-value",
     ),
-    pytest.param([MS, LBP, local_condition("lhermitte", "Lhermitte's sign", onset_days=20)], "cord", True, id="cord-lhermitte-sign-text"),
+    pytest.param(
+        [MS, LBP, local_condition("lhermitte", "Lhermitte's sign", onset_days=20)],
+        "cord",
+        True,
+        id="cord-lhermitte-sign-text",
+    ),
     pytest.param(
         [MS, LBP, local_condition("shock", "electric shock down the back when flexing the neck", onset_days=20)],
-        "cord", True, id="cord-electric-shock-on-neck-flexion-text",
+        "cord",
+        True,
+        id="cord-electric-shock-on-neck-flexion-text",
     ),
     pytest.param(
         [MS, LBP, local_condition("dysuria", "burning on urination", onset_days=5, category="encounter-diagnosis")],
-        "baseline", True, id="baseline-burning-on-urination-is-not-cord",
+        "baseline",
+        True,
+        id="baseline-burning-on-urination-is-not-cord",
     ),
     pytest.param(
-        [MS, LBP, medication_request(
-            "diclofenac-gel", coding(RXNORM, "3355", "diclofenac"), text="Diclofenac sodium 1 % topical gel",
-            authored_days=30, dosage="Apply 4 g to the lower back four times daily", route_text="topical",
-        )],
-        "baseline", True, id="baseline-topical-diclofenac-over-14-days",
+        [
+            MS,
+            LBP,
+            medication_request(
+                "diclofenac-gel",
+                coding(RXNORM, "3355", "diclofenac"),
+                text="Diclofenac sodium 1 % topical gel",
+                authored_days=30,
+                dosage="Apply 4 g to the lower back four times daily",
+                route_text="topical",
+            ),
+        ],
+        "baseline",
+        True,
+        id="baseline-topical-diclofenac-over-14-days",
     ),
     pytest.param(
-        [MS, LBP, medication_request(
-            "aspirin", coding(RXNORM, "1191", "aspirin"), text="Aspirin 81 MG Oral Tablet",
-            authored_days=30, dosage="Take 1 tablet (81 mg) by mouth once daily", route_text="oral",
-        )],
-        "baseline", True, id="baseline-aspirin-81mg-over-14-days",
+        [
+            MS,
+            LBP,
+            medication_request(
+                "aspirin",
+                coding(RXNORM, "1191", "aspirin"),
+                text="Aspirin 81 MG Oral Tablet",
+                authored_days=30,
+                dosage="Take 1 tablet (81 mg) by mouth once daily",
+                route_text="oral",
+            ),
+        ],
+        "baseline",
+        True,
+        id="baseline-aspirin-81mg-over-14-days",
     ),
     pytest.param(
-        [MS, LBP, medication_request(
-            "naproxen", coding(RXNORM, "7258", "naproxen"), text="naproxen 500 mg oral tablet",
-            authored_days=30, dosage="Take 1 tablet (500 mg) by mouth twice daily with food", route_text="oral",
-        )],
-        "cord", True, id="cord-naproxen-500mg-started-30-days-ago",
+        [
+            MS,
+            LBP,
+            medication_request(
+                "naproxen",
+                coding(RXNORM, "7258", "naproxen"),
+                text="naproxen 500 mg oral tablet",
+                authored_days=30,
+                dosage="Take 1 tablet (500 mg) by mouth twice daily with food",
+                route_text="oral",
+            ),
+        ],
+        "cord",
+        True,
+        id="cord-naproxen-500mg-started-30-days-ago",
     ),
     pytest.param(
-        [MS, LBP, medication_request(
-            "ibuprofen", coding(RXNORM, "5640", "ibuprofen"), text="ibuprofen 400 mg oral tablet",
-            authored_days=5, dosage="Take 1 tablet (400 mg) by mouth every 8 hours as needed", route_text="oral",
-        )],
-        "baseline", True, id="baseline-ibuprofen-started-5-days-ago",
+        [
+            MS,
+            LBP,
+            medication_request(
+                "ibuprofen",
+                coding(RXNORM, "5640", "ibuprofen"),
+                text="ibuprofen 400 mg oral tablet",
+                authored_days=5,
+                dosage="Take 1 tablet (400 mg) by mouth every 8 hours as needed",
+                route_text="oral",
+            ),
+        ],
+        "baseline",
+        True,
+        id="baseline-ibuprofen-started-5-days-ago",
     ),
 ]
 
 MRI: list[Any] = [
     pytest.param(
         [MS, LBP, imaging_study("mri-ct", CERVICAL, THORACIC, description="MRI cervical and thoracic spine")],
-        "baseline", False, id="mri-recent-cervical-thoracic-no-suggestion",
+        "baseline",
+        False,
+        id="mri-recent-cervical-thoracic-no-suggestion",
     ),
     pytest.param(
-        [MS, LBP, imaging_study("mri-ct", CERVICAL, THORACIC, status="cancelled", description="MRI cervical and thoracic spine")],
-        "baseline", True, id="mri-cancelled-cervical-thoracic-suggests",
+        [
+            MS,
+            LBP,
+            imaging_study(
+                "mri-ct", CERVICAL, THORACIC, status="cancelled", description="MRI cervical and thoracic spine"
+            ),
+        ],
+        "baseline",
+        True,
+        id="mri-cancelled-cervical-thoracic-suggests",
     ),
     pytest.param(
         [MS, LBP, imaging_study("mri-l", LUMBAR, description="MRI lumbar spine")],
-        "baseline", True, id="mri-lumbar-only-suggests",
+        "baseline",
+        True,
+        id="mri-lumbar-only-suggests",
     ),
     pytest.param(
         [MS, LBP, imaging_study("mri-spine", WHOLE_SPINE, description="MRI whole spine")],
-        "baseline", False, id="mri-recent-whole-spine-421060004-no-suggestion",
+        "baseline",
+        False,
+        id="mri-recent-whole-spine-421060004-no-suggestion",
     ),
     pytest.param(
         # A CT covering both cervical and thoracic spine: only the modality keeps it from counting.
-        [MS, LBP, imaging_study("ct-c", CERVICAL, THORACIC, modality="CT", description="CT cervical and thoracic spine")],
-        "baseline", True, id="ct-cervical-thoracic-is-not-mri-suggests",
+        [
+            MS,
+            LBP,
+            imaging_study("ct-c", CERVICAL, THORACIC, modality="CT", description="CT cervical and thoracic spine"),
+        ],
+        "baseline",
+        True,
+        id="ct-cervical-thoracic-is-not-mri-suggests",
     ),
 ]
 
 
 @pytest.mark.parametrize(("resources", "level", "suggestion"), MS_CODED + NOT_MS + BACK_PAIN + LEVELS + MRI)
-def test_ehr_variant(client: TestClient, resources: list[dict[str, Any]], level: str | None, suggestion: bool | None) -> None:
+def test_ehr_variant(
+    client: TestClient, resources: list[dict[str, Any]], level: str | None, suggestion: bool | None
+) -> None:
     response = client.post(SERVICE_URL, json=request(resources))
     assert response.status_code == 200, response.text
     body = response.json()

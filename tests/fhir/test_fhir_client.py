@@ -34,9 +34,24 @@ def app_client() -> TestClient:
         yield client
 
 
-def _request(without: tuple[str, ...] = ("conditions", "observations", "imagingStudies", "medications", "medicationStatements", "patient")) -> dict[str, Any]:
+def _request(
+    without: tuple[str, ...] = (
+        "conditions",
+        "observations",
+        "imagingStudies",
+        "medications",
+        "medicationStatements",
+        "patient",
+    ),
+) -> dict[str, Any]:
     body = copy.deepcopy(load_fixture(FIXTURE))
-    body["fhirAuthorization"] = {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300, "scope": "user/*.read", "subject": "cds"}
+    body["fhirAuthorization"] = {
+        "access_token": TOKEN,
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "user/*.read",
+        "subject": "cds",
+    }
     for key in without:
         body["prefetch"].pop(key, None)
     return body
@@ -45,10 +60,20 @@ def _request(without: tuple[str, ...] = ("conditions", "observations", "imagingS
 def _serve_fixture(router: respx.MockRouter) -> dict[str, respx.Route]:
     prefetch = load_fixture(FIXTURE)["prefetch"]
     routes = {}
-    for key, resource_type in [("conditions", "Condition"), ("observations", "Observation"), ("imagingStudies", "ImagingStudy"), ("medications", "MedicationRequest"), ("medicationStatements", "MedicationStatement")]:
+    for key, resource_type in [
+        ("conditions", "Condition"),
+        ("observations", "Observation"),
+        ("imagingStudies", "ImagingStudy"),
+        ("medications", "MedicationRequest"),
+        ("medicationStatements", "MedicationStatement"),
+    ]:
         value = prefetch.get(key) or {"resourceType": "Bundle", "type": "searchset", "total": 0}
-        routes[key] = router.get(url__startswith=f"{BASE}/{resource_type}?").mock(return_value=httpx.Response(200, json=value))
-    routes["patient"] = router.get(url__regex=rf"{BASE}/Patient/.*").mock(return_value=httpx.Response(200, json=prefetch["patient"]))
+        routes[key] = router.get(url__startswith=f"{BASE}/{resource_type}?").mock(
+            return_value=httpx.Response(200, json=value)
+        )
+    routes["patient"] = router.get(url__regex=rf"{BASE}/Patient/.*").mock(
+        return_value=httpx.Response(200, json=prefetch["patient"])
+    )
     return routes
 
 
@@ -124,7 +149,9 @@ FAULTS = {
     "server-error-500": httpx.Response(500, text="boom"),
     "broken-json": httpx.Response(200, content=b"{not json"),
     "not-a-bundle": httpx.Response(200, json={"resourceType": "Patient", "id": "x"}),
-    "operation-outcome": httpx.Response(200, json={"resourceType": "OperationOutcome", "issue": [{"severity": "error"}]}),
+    "operation-outcome": httpx.Response(
+        200, json={"resourceType": "OperationOutcome", "issue": [{"severity": "error"}]}
+    ),
     "json-array": httpx.Response(200, json=[1, 2]),
     "next-to-other-host": httpx.Response(200, json=_page("https://elsewhere.example.com/fhir/Condition?page=2")),
     "next-loops": httpx.Response(200, json=_page(f"{BASE}/Condition?patient=pv01-patient")),
@@ -169,11 +196,18 @@ def test_endless_paging_stops_at_the_cap(app_client: TestClient) -> None:
 
 def test_paging_is_followed_and_pages_are_combined(app_client: TestClient) -> None:
     conditions = load_fixture(FIXTURE)["prefetch"]["conditions"]["entry"]
-    first = {"resourceType": "Bundle", "type": "searchset", "entry": conditions[:1], "link": [{"relation": "next", "url": f"{BASE}/Condition?patient=pv01-patient&_page=2"}]}
+    first = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": conditions[:1],
+        "link": [{"relation": "next", "url": f"{BASE}/Condition?patient=pv01-patient&_page=2"}],
+    }
     second = {"resourceType": "Bundle", "type": "searchset", "entry": conditions[1:]}
     with respx.mock(assert_all_called=False) as router:
         _serve_fixture(router)
-        router.get(url__startswith=f"{BASE}/Condition?patient=pv01-patient&_page=2").mock(return_value=httpx.Response(200, json=second))
+        router.get(url__startswith=f"{BASE}/Condition?patient=pv01-patient&_page=2").mock(
+            return_value=httpx.Response(200, json=second)
+        )
         router.get(f"{BASE}/Condition?patient=pv01-patient").mock(return_value=httpx.Response(200, json=first))
         response = app_client.post(SERVICE_URL, json=_request())
     assert response.status_code == 200
@@ -192,6 +226,7 @@ def test_searches_run_concurrently(app_client: TestClient) -> None:
             await asyncio.sleep(0.05)
             in_flight["now"] -= 1
             return httpx.Response(200, json=value)
+
         return answer
 
     with respx.mock(assert_all_called=False) as router:

@@ -53,7 +53,11 @@ def test_facts_and_decision(name: str) -> None:
         assert _references(facts.cord_features) == set(evidence["cord_features"])
         assert _references(facts.poor_analgesic_response) == set(evidence["poor_analgesic_response"])
         assert _references(facts.mechanical_pattern) == set(evidence["mechanical_pattern"])
-        recent = {s.evidence.reference for s in facts.spinal_mri if s.covers_cord and (NOW.date() - s.evidence.date).days <= 90}
+        recent = {
+            s.evidence.reference
+            for s in facts.spinal_mri
+            if s.covers_cord and (NOW.date() - s.evidence.date).days <= 90
+        }
         assert recent == set(evidence["recent_spinal_mri"])
 
     decision = decide(facts)

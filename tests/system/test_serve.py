@@ -21,7 +21,9 @@ from cds_service.cli import ServeConfig
 from cds_service.settings import Settings
 from tests.conftest import NO_AUTH
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # multi-process / real-server: left out of the fast run (-m 'not slow')
+
+ROOT = Path(__file__).resolve().parents[2]
 SERVICE_URL = "/cds-services/ms-back-pain-patient-view"
 
 
@@ -121,9 +123,24 @@ def test_serve_with_two_workers_answers_on_keep_alive_and_stops_on_sigterm(tmp_p
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cds_service.cli", "serve", "--workers", "2", "--port", str(port), "--no-access-log",
-         "--graceful-seconds", "5"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "cds_service.cli",
+            "serve",
+            "--workers",
+            "2",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--graceful-seconds",
+            "5",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60

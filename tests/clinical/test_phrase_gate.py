@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from cds_service.clinical import valuesets
 from cds_service.clinical.relevance import RelevanceFilter
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _strings(node: Any) -> Iterator[str]:
@@ -39,8 +40,11 @@ def _phrase_lists() -> dict[str, list[str]]:
         for key, value in doc.items():
             if key.endswith("Text") and isinstance(value, list):
                 lists[f"{name}.{key}"] = value
-    lists["all findings"] = [p for name in ("multiple_sclerosis", "back_pain", "red_flags", "cord_features", "mechanical_pattern")
-                             for p in lists[name]]
+    lists["all findings"] = [
+        p
+        for name in ("multiple_sclerosis", "back_pain", "red_flags", "cord_features", "mechanical_pattern")
+        for p in lists[name]
+    ]
     return {name: phrases for name, phrases in lists.items() if phrases}
 
 
@@ -49,14 +53,36 @@ PHRASE_LISTS = _phrase_lists()
 
 def _texts() -> list[str]:
     rng = random.Random(20261201)
-    fixture_strings = {s for folder in ("patient-view", "order-entry") for path in sorted((ROOT / "fixtures" / folder).glob("*.json"))
-                       for s in _strings(json.loads(path.read_text()))}
+    fixture_strings = {
+        s
+        for folder in ("patient-view", "order-entry")
+        for path in sorted((ROOT / "fixtures" / folder).glob("*.json"))
+        for s in _strings(json.loads(path.read_text()))
+    }
     phrases = sorted({p for phrases in PHRASE_LISTS.values() for p in phrases})
     bent = []
     for p in phrases:
-        bent += [p, p.upper(), f"no {p}", f"{p}s", f"x{p}", f"{p}x", f"-{p}", f"{p}-", f"_{p}", f"({p})", f"{p}.", f"a {p} b",
-                 p.replace(" ", "  "), p.replace(" ", "-"), p[1:], p[:-1]]
-    mixed = [" ".join(rng.sample(phrases, 3)) for _ in range(300)] + [" ".join(rng.sample(sorted(fixture_strings), 2)) for _ in range(300)]
+        bent += [
+            p,
+            p.upper(),
+            f"no {p}",
+            f"{p}s",
+            f"x{p}",
+            f"{p}x",
+            f"-{p}",
+            f"{p}-",
+            f"_{p}",
+            f"({p})",
+            f"{p}.",
+            f"a {p} b",
+            p.replace(" ", "  "),
+            p.replace(" ", "-"),
+            p[1:],
+            p[:-1],
+        ]
+    mixed = [" ".join(rng.sample(phrases, 3)) for _ in range(300)] + [
+        " ".join(rng.sample(sorted(fixture_strings), 2)) for _ in range(300)
+    ]
     return sorted(fixture_strings) + bent + mixed
 
 
@@ -80,7 +106,9 @@ def test_the_service_gates_are_built_from_the_value_sets() -> None:
     relevance = RelevanceFilter.from_value_sets()
     assert relevance.finding_text.search("new numbness in both legs")
     assert not relevance.finding_text.search("Heart rate")
-    assert relevance.drug_text.search("ibuprofen 400 mg tablet") and not relevance.drug_text.search("baclofen 10 mg tablet")
+    assert relevance.drug_text.search("ibuprofen 400 mg tablet") and not relevance.drug_text.search(
+        "baclofen 10 mg tablet"
+    )
     assert valuesets.screen("red_flags").text is not None
 
 

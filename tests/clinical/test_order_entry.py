@@ -36,7 +36,10 @@ def test_order_scenario(client: TestClient, name: str) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     check_response(body)
-    drafts = {f"{e['resource']['resourceType']}/{e['resource']['id']}": e["resource"] for e in request["context"]["draftOrders"]["entry"]}
+    drafts = {
+        f"{e['resource']['resourceType']}/{e['resource']['id']}": e["resource"]
+        for e in request["context"]["draftOrders"]["entry"]
+    }
     got = [
         {
             "indicator": card["indicator"],
@@ -56,7 +59,9 @@ def test_order_scenario(client: TestClient, name: str) -> None:
                     original = drafts[_card_order(card, list(drafts))]
                     updated = action["resource"]
                     assert updated["id"] == original["id"] and updated["resourceType"] == "ServiceRequest"
-                    assert {k: v for k, v in updated.items() if k != "code"} == {k: v for k, v in original.items() if k != "code"}
+                    assert {k: v for k, v in updated.items() if k != "code"} == {
+                        k: v for k, v in original.items() if k != "code"
+                    }
                     assert updated["code"]["coding"][0]["code"] in {"24937-5", "24981-3", "36400-0"}
                 if action["type"] == "create":
                     assert action["resource"]["resourceType"] == "ServiceRequest"
@@ -94,7 +99,10 @@ def test_the_same_patient_gives_the_same_facts_in_both_hooks(client: TestClient)
     def evidence(detail: str) -> list[str]:
         return [line for line in detail.splitlines() if line.startswith("- **")]
 
-    assert evidence(order_card["detail"])[: len(evidence(pv_card["detail"]))] == evidence(pv_card["detail"])[: len(evidence(order_card["detail"]))]
+    assert (
+        evidence(order_card["detail"])[: len(evidence(pv_card["detail"]))]
+        == evidence(pv_card["detail"])[: len(evidence(order_card["detail"]))]
+    )
     assert pv_card["indicator"] == order_card["indicator"] == "warning"
 
 
@@ -112,7 +120,9 @@ def test_selection_naming_no_draft_is_ignored_and_the_rest_decided(client: TestC
     assert response.status_code == 200 and len(response.json()["cards"]) == 1
 
 
-@pytest.mark.parametrize("draft_orders", [[], "text", {"resourceType": "Patient"}, {"resourceType": "Bundle", "entry": "x"}])
+@pytest.mark.parametrize(
+    "draft_orders", [[], "text", {"resourceType": "Patient"}, {"resourceType": "Bundle", "entry": "x"}]
+)
 def test_draft_orders_not_a_bundle_is_400(client: TestClient, draft_orders: Any) -> None:
     body = _xray_request()
     body["context"]["draftOrders"] = draft_orders
@@ -134,7 +144,18 @@ def test_bad_selections_are_400(client: TestClient, selections: Any) -> None:
 def test_unknown_and_broken_draft_resources_are_tolerated(client: TestClient) -> None:
     body = _xray_request()
     entries = body["context"]["draftOrders"]["entry"]
-    entries.append({"resource": {"resourceType": "NutritionOrder", "id": "diet", "status": "draft", "intent": "order", "patient": {"reference": "Patient/os01-patient"}, "dateTime": "2026-11-25"}})
+    entries.append(
+        {
+            "resource": {
+                "resourceType": "NutritionOrder",
+                "id": "diet",
+                "status": "draft",
+                "intent": "order",
+                "patient": {"reference": "Patient/os01-patient"},
+                "dateTime": "2026-11-25",
+            }
+        }
+    )
     entries.append({"resource": {"resourceType": "VisionPrescription", "id": "glasses"}})
     entries.append({"resource": {"resourceType": "ServiceRequest", "id": "broken", "status": 5}})
     entries.append({"resource": None})

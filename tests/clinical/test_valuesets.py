@@ -58,7 +58,18 @@ def test_codes_are_strings_and_the_known_traps_are_absent() -> None:
     assert all(isinstance(code, str) for _, _, code in codes)
     present = {code for _, _, code in codes}
     # TERMINOLOGY.md 8: codes seen mislabelled in public repos, and unverified ones.
-    for trap in ("46241-6", "89261-2", "241570006", "241635003", "450451004", "246578001", "1292", "57258", "21949", "37822005"):
+    for trap in (
+        "46241-6",
+        "89261-2",
+        "241570006",
+        "241635003",
+        "450451004",
+        "246578001",
+        "1292",
+        "57258",
+        "21949",
+        "37822005",
+    ):
         assert trap not in present
 
 

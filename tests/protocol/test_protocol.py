@@ -61,12 +61,17 @@ def test_chart_text_cannot_inject_markdown_into_the_card(client: TestClient) -> 
     link, emphasis, a heading, a table or HTML to the card the clinician reads."""
     body = copy.deepcopy(load_fixture("baseline-chief-complaint-narrative"))
     complaint = body["prefetch"]["observations"]["entry"][0]["resource"]
-    complaint["valueString"] = "Neck and upper back pain\n# **URGENT** [order](https://evil.example) <b>x</b> | a_b `c` \\"
+    complaint["valueString"] = (
+        "Neck and upper back pain\n# **URGENT** [order](https://evil.example) <b>x</b> | a_b `c` \\"
+    )
     response = client.post(SERVICE_URL, json=body)
     assert response.status_code == 200, response.text
     detail = response.json()["cards"][0]["detail"]
     quoted = next(line for line in detail.splitlines() if "Neck and upper back pain" in line)
-    assert "Neck and upper back pain \\# \\*\\*URGENT\\*\\* \\[order\\](https://evil.example) \\<b\\>x\\</b\\> \\| a\\_b \\`c\\` \\\\" in quoted
+    assert (
+        "Neck and upper back pain \\# \\*\\*URGENT\\*\\* \\[order\\](https://evil.example) \\<b\\>x\\</b\\> \\| a\\_b \\`c\\` \\\\"
+        in quoted
+    )
     assert "](https://evil.example)" not in detail.replace("\\]", "")
 
 
@@ -101,7 +106,9 @@ def test_resources_with_odd_or_broken_elements_are_read_or_skipped(client: TestC
                 coding["code"] = int(coding["code"])
     entries.append({"resource": {"resourceType": "Condition", "code": "broken"}})  # unreadable: skipped
     entries.append({"resource": "not even an object"})
-    entries.append({"resource": {"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "informational"}]}})
+    entries.append(
+        {"resource": {"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "informational"}]}}
+    )
     entries.append({"fullUrl": "x"})
     response = client.post(SERVICE_URL, json=body)
     assert response.status_code == 200, response.text
@@ -111,9 +118,17 @@ def test_resources_with_odd_or_broken_elements_are_read_or_skipped(client: TestC
 def test_single_resources_instead_of_bundles(client: TestClient) -> None:
     body = _request()
     conditions = [e["resource"] for e in body["prefetch"]["conditions"]["entry"]]
-    body["prefetch"]["conditions"] = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": conditions[0]}]}
+    body["prefetch"]["conditions"] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": conditions[0]}],
+    }
     body["prefetch"]["observations"] = conditions[1]  # a single resource as a prefetch value
-    body["prefetch"]["imagingStudies"] = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": conditions[2]}]}
+    body["prefetch"]["imagingStudies"] = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": conditions[2]}],
+    }
     response = client.post(SERVICE_URL, json=body)
     assert response.status_code == 200
     assert response.json()["cards"][0]["indicator"] == "critical"
@@ -130,7 +145,9 @@ def test_resources_of_another_patient_are_ignored(client: TestClient) -> None:
 # --- 412: data the decision needs is missing ------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["absent", None, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}])
+@pytest.mark.parametrize(
+    "value", ["absent", None, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}]
+)
 def test_missing_conditions_is_412(client: TestClient, value: Any) -> None:
     body = _request()
     if value == "absent":
@@ -149,7 +166,9 @@ def test_no_prefetch_at_all_is_412(client: TestClient) -> None:
 
 def test_paginated_prefetch_is_not_taken_as_complete(client: TestClient) -> None:
     body = _request()
-    body["prefetch"]["conditions"]["link"] = [{"relation": "next", "url": "https://ehr.example.org/fhir/Condition?page=2"}]
+    body["prefetch"]["conditions"]["link"] = [
+        {"relation": "next", "url": "https://ehr.example.org/fhir/Condition?page=2"}
+    ]
     _error(client.post(SERVICE_URL, json=body), 412, "precondition_failed")
 
 
@@ -212,7 +231,11 @@ def test_missing_context_field_is_400(client: TestClient, field: str) -> None:
 
 @pytest.mark.parametrize(
     "context",
-    [{"userId": "Practitioner/1", "patientId": "../../etc"}, {"userId": "not a reference", "patientId": "p1"}, {"userId": "Practitioner/1", "patientId": 12}],
+    [
+        {"userId": "Practitioner/1", "patientId": "../../etc"},
+        {"userId": "not a reference", "patientId": "p1"},
+        {"userId": "Practitioner/1", "patientId": 12},
+    ],
 )
 def test_malformed_context_is_400(client: TestClient, context: dict[str, Any]) -> None:
     _error(client.post(SERVICE_URL, json=_request(context=context)), 400, "invalid_context")
@@ -248,7 +271,12 @@ def test_deeply_nested_body_is_400(client: TestClient) -> None:
 
 def test_deeply_nested_resource_is_skipped_and_the_rest_decided(client: TestClient) -> None:
     body = _request()
-    bad = {"resourceType": "Condition", "id": "deep", "subject": {"reference": "Patient/pv01-patient"}, "note": [{"text": "x", "extension": [_nested(900)]}]}
+    bad = {
+        "resourceType": "Condition",
+        "id": "deep",
+        "subject": {"reference": "Patient/pv01-patient"},
+        "note": [{"text": "x", "extension": [_nested(900)]}],
+    }
     body["prefetch"]["conditions"]["entry"].append({"resource": bad})
     body["prefetch"]["junk"] = _nested(900)  # not a key the service reads: never walked
     response = client.post(SERVICE_URL, json=body)

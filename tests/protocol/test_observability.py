@@ -27,7 +27,10 @@ def test_readyz_needs_the_database(tmp_path: Path) -> None:
     assert not_started.status_code == 503 and not_started.json()["checks"]["database"] == "not open"
     with TestClient(app) as client:
         ready = client.get("/readyz")
-        assert ready.status_code == 200 and ready.json() == {"status": "ready", "checks": {"valueSets": "ok", "database": "ok"}}
+        assert ready.status_code == 200 and ready.json() == {
+            "status": "ready",
+            "checks": {"valueSets": "ok", "database": "ok"},
+        }
 
 
 def _sample(text: str, name: str, **labels: str) -> float:
@@ -44,7 +47,13 @@ def test_metrics_count_calls_cards_fhir_reads_and_carry_no_patient_data() -> Non
     request = load_fixture("urgent-new-paraparesis")
     assert client.post(SERVICE_URL, json=request).status_code == 200
     missing = copy.deepcopy(request)
-    missing["fhirAuthorization"] = {"access_token": "t", "token_type": "Bearer", "expires_in": 60, "scope": "s", "subject": "c"}
+    missing["fhirAuthorization"] = {
+        "access_token": "t",
+        "token_type": "Bearer",
+        "expires_in": 60,
+        "scope": "s",
+        "subject": "c",
+    }
     del missing["prefetch"]["observations"]
     with respx.mock:
         respx.get(url__startswith="https://ehr.example.org/fhir/").mock(return_value=httpx.Response(503))
@@ -53,7 +62,10 @@ def test_metrics_count_calls_cards_fhir_reads_and_carry_no_patient_data() -> Non
     assert after.headers["content-type"].startswith("text/plain")
     text = after.text
     service = "ms-back-pain-patient-view"
-    assert _sample(text, "cds_calls_total", service=service, status="200") == _sample(before, "cds_calls_total", service=service, status="200") + 1
+    assert (
+        _sample(text, "cds_calls_total", service=service, status="200")
+        == _sample(before, "cds_calls_total", service=service, status="200") + 1
+    )
     assert _sample(text, "cds_calls_total", service=service, status="412") >= 1
     assert _sample(text, "cds_cards_total", service=service, indicator="critical") >= 1
     assert _sample(text, "cds_fhir_reads_total", outcome="http_error") >= 1

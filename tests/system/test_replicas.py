@@ -1,6 +1,6 @@
 """Two replicas of the service, as real processes on loopback, sharing PostgreSQL and Redis.
 
-Each replica is `python -m uvicorn tests.replica_app:app --port P`, configured by the environment
+Each replica is `python -m uvicorn tests.system.replica_app:app --port P`, configured by the environment
 only: one PostgreSQL database made for this test session (migrated, then dropped at the end), one
 Redis key prefix for this test session (its keys deleted at the end), the same trusted issuer (a JWK
 Set file written here), the same public base URL (so both expect the same `aud`) and the same
@@ -31,9 +31,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 import jwt
@@ -52,6 +53,8 @@ from cds_service.security.replay_shared import (
 from cds_service.storage import StorageSettings, open_storage, upgrade_database
 from cds_service.storage.db import sync_url
 from tests.conftest import NOW, ROOT, SERVICE_URL, load_fixture
+
+pytestmark = pytest.mark.slow  # multi-process / real-server: left out of the fast run (-m 'not slow')
 
 POSTGRES_ADMIN_URL = os.environ.get("CDS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CDS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -121,7 +124,10 @@ def backends() -> Iterator[Backends]:
         psycopg.connect(_admin_conninfo(), autocommit=True, connect_timeout=5).close()
     except Exception as exc:  # noqa: BLE001 - any failure means "no server"
         # .ci/run also sets CDS_TEST_REQUIRE_POSTGRES=1 (as tests/test_feedback_storage.py reads it).
-        _unavailable(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}", os.environ.get("CDS_TEST_REQUIRE_POSTGRES") == "1")
+        _unavailable(
+            f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}",
+            os.environ.get("CDS_TEST_REQUIRE_POSTGRES") == "1",
+        )
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
     try:
         client.ping()
@@ -136,7 +142,11 @@ def backends() -> Iterator[Backends]:
     engine: sa.Engine | None = None
     made = Backends("", None, client, f"cds-test-replicas:{token}:")  # type: ignore[arg-type]
     try:
-        url = sync_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+        url = (
+            sync_url(POSTGRES_ADMIN_URL)
+            .set(drivername="postgresql+psycopg", database=name)
+            .render_as_string(hide_password=False)
+        )
         upgrade_database(url)
         engine = sa.create_engine(sync_url(url))
         made.database_url, made.engine = url, engine
@@ -189,13 +199,22 @@ class Replica:
         try:
             self.process = subprocess.Popen(
                 [
-                    sys.executable, "-m", "uvicorn", "tests.replica_app:app",
-                    "--host", "127.0.0.1", "--port", str(self.port),
-                    "--no-access-log", "--timeout-graceful-shutdown", "10",
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "tests.system.replica_app:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--no-access-log",
+                    "--timeout-graceful-shutdown",
+                    "10",
                     # Longer than the test client's keep-alive (5 s), as a server behind a load
                     # balancer is set up: else the server may close an idle connection just as the
                     # client reuses it, and that request fails without reaching the service.
-                    "--timeout-keep-alive", "75",
+                    "--timeout-keep-alive",
+                    "75",
                 ],
                 cwd=ROOT,
                 env=self.env,
@@ -238,7 +257,9 @@ class Replica:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
-            raise AssertionError(f"replica {self.name} ignored SIGTERM for {STOP_DEADLINE_SECONDS} s:\n{self.log_tail()}") from None
+            raise AssertionError(
+                f"replica {self.name} ignored SIGTERM for {STOP_DEADLINE_SECONDS} s:\n{self.log_tail()}"
+            ) from None
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -328,7 +349,11 @@ def overridden(card: str, at: dt.datetime) -> dict[str, Any]:
         "card": card,
         "outcome": "overridden",
         "overrideReason": {
-            "reason": {"system": "urn:ms-back-pain-cds:override-reason", "code": "already-evaluated", "display": "Already evaluated"},
+            "reason": {
+                "system": "urn:ms-back-pain-cds:override-reason",
+                "code": "already-evaluated",
+                "display": "Already evaluated",
+            },
             "userComment": "seen by neurology",
         },
         "outcomeTimestamp": stamp(at),
@@ -336,7 +361,12 @@ def overridden(card: str, at: dt.datetime) -> dict[str, Any]:
 
 
 def accepted(card: str, at: dt.datetime, suggestion: str) -> dict[str, Any]:
-    return {"card": card, "outcome": "accepted", "acceptedSuggestions": [{"id": suggestion}], "outcomeTimestamp": stamp(at)}
+    return {
+        "card": card,
+        "outcome": "accepted",
+        "acceptedSuggestions": [{"id": suggestion}],
+        "outcomeTimestamp": stamp(at),
+    }
 
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
@@ -359,7 +389,10 @@ async def eventually(check: Callable[[], bool], what: str, timeout: float = 10.0
 
 
 def http_client(limit: int = 100) -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=httpx.Timeout(15.0), limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit, keepalive_expiry=5.0))
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(15.0),
+        limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit, keepalive_expiry=5.0),
+    )
 
 
 async def patient_view(http: httpx.AsyncClient, replica: Replica, request: dict[str, Any]) -> dict[str, Any]:
@@ -384,7 +417,9 @@ def test_a_token_used_on_one_replica_is_refused_on_the_other(cluster: Cluster) -
     async def body() -> None:
         async with http_client() as http:
             first = token()
-            assert (await http.post(cluster.a.url + SERVICE_URL, json=request, headers=bearer(first))).status_code == 200
+            assert (
+                await http.post(cluster.a.url + SERVICE_URL, json=request, headers=bearer(first))
+            ).status_code == 200
             replayed = await http.post(cluster.b.url + SERVICE_URL, json=request, headers=bearer(first))
             assert replayed.status_code == 401 and replayed.json() == UNAUTHORIZED
             assert replayed.headers["www-authenticate"] == "Bearer"
@@ -394,13 +429,20 @@ def test_a_token_used_on_one_replica_is_refused_on_the_other(cluster: Cluster) -
             # The other way round, and on the feedback endpoint.
             second = token()
             feedback = {"feedback": [overridden(str(uuid.uuid4()), NOW)]}
-            assert (await http.post(cluster.b.url + FEEDBACK_URL, json=feedback, headers=bearer(second))).status_code == 200
-            assert (await http.post(cluster.a.url + FEEDBACK_URL, json=feedback, headers=bearer(second))).status_code == 401
+            assert (
+                await http.post(cluster.b.url + FEEDBACK_URL, json=feedback, headers=bearer(second))
+            ).status_code == 200
+            assert (
+                await http.post(cluster.a.url + FEEDBACK_URL, json=feedback, headers=bearer(second))
+            ).status_code == 401
 
             # One token sent 20 times at once, half to each replica: exactly one call gets through.
             raced = token()
             responses = await asyncio.gather(
-                *(http.post(replica.url + FEEDBACK_URL, json=feedback, headers=bearer(raced)) for replica in [cluster.a, cluster.b] * 10)
+                *(
+                    http.post(replica.url + FEEDBACK_URL, json=feedback, headers=bearer(raced))
+                    for replica in [cluster.a, cluster.b] * 10
+                )
             )
             assert sorted(r.status_code for r in responses) == [200] + [401] * 19
 
@@ -419,7 +461,7 @@ def test_a_token_used_on_one_replica_is_refused_on_the_other(cluster: Cluster) -
         assert (len(keys), rows) == (0, 4)
         (row,) = cluster.db.rows("SELECT iss, expires_at FROM seen_jti ORDER BY expires_at DESC LIMIT 1")
         assert row["iss"] == ISS
-        until = row["expires_at"] - dt.datetime.now(dt.timezone.utc)
+        until = row["expires_at"] - dt.datetime.now(dt.UTC)
         assert dt.timedelta(seconds=300) < until <= dt.timedelta(seconds=300 + SKEW_SECONDS + 5)
 
 
@@ -441,9 +483,13 @@ def test_b_feedback_posted_to_b_is_tied_to_the_card_a_issued(cluster: Cluster) -
             cards.append(card)
             suggestion = card["suggestions"][0]["uuid"]
             # Posted at once: it may reach B before A has recorded its card; they are tied all the same.
-            response = await post_feedback(http, cluster.b, accepted(card["uuid"], NOW - dt.timedelta(minutes=5), suggestion))
+            response = await post_feedback(
+                http, cluster.b, accepted(card["uuid"], NOW - dt.timedelta(minutes=5), suggestion)
+            )
             assert response.status_code == 200 and response.json() == {}
-            await eventually(lambda: len(db.rows(joined)) == 1, "the issued card and its feedback, joined on the card uuid")
+            await eventually(
+                lambda: len(db.rows(joined)) == 1, "the issued card and its feedback, joined on the card uuid"
+            )
 
     run(body)
     (card,) = cards
@@ -501,9 +547,13 @@ def test_d_200_concurrent_feedback_posts_over_both_replicas_leave_200_rows(clust
         async with http_client(limit=200) as http:
             replicas = [cluster.a, cluster.b]
             responses = await asyncio.gather(*(post_feedback(http, replicas[i % 2], e) for i, e in enumerate(entries)))
-            assert [r.status_code for r in responses] == [200] * 200, {r.text for r in responses if r.status_code != 200}
+            assert [r.status_code for r in responses] == [200] * 200, {
+                r.text for r in responses if r.status_code != 200
+            }
             # A quarter of them sent again at once to the other replica: idempotent across replicas.
-            again = await asyncio.gather(*(post_feedback(http, replicas[(i + 1) % 2], e) for i, e in enumerate(entries[:50])))
+            again = await asyncio.gather(
+                *(post_feedback(http, replicas[(i + 1) % 2], e) for i, e in enumerate(entries[:50]))
+            )
             assert {r.status_code for r in again} == {200}
 
     run(body)
@@ -630,10 +680,15 @@ def test_database_replay_cache_first_use_wins_across_engines_and_cleans_up(backe
     clock = [time.time()]
 
     async def body() -> None:
-        settings = StorageSettings(database_url=backends.database_url, patient_hash_key=HASH_KEY, migrate_on_startup=False)
+        settings = StorageSettings(
+            database_url=backends.database_url, patient_hash_key=HASH_KEY, migrate_on_startup=False
+        )
         storages = [await open_storage(settings) for _ in range(2)]  # two engines: two replicas' pools
         try:
-            caches = [DatabaseReplayCache(lambda s=s: s, clock=lambda: clock[0], cleanup_interval_seconds=60) for s in storages]
+            caches = [
+                DatabaseReplayCache(lambda s=s: s, clock=lambda: clock[0], cleanup_interval_seconds=60)
+                for s in storages
+            ]
             jti = str(uuid.uuid4())
             results = await asyncio.gather(*(caches[i % 2].first_use(jti, ISS, clock[0] + 60) for i in range(60)))
             assert sum(results) == 1

@@ -15,10 +15,11 @@ import hmac
 import logging
 import os
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -184,7 +185,9 @@ async def service(database: Database) -> AsyncIterator[Service]:
     assert app.state.storage is None  # disposed at shutdown
 
 
-def card_record(card_uuid: str | None = None, patient_id: str = PATIENT_ID, service_id: str = SERVICE_ID, **changes: Any) -> CardRecord:
+def card_record(
+    card_uuid: str | None = None, patient_id: str = PATIENT_ID, service_id: str = SERVICE_ID, **changes: Any
+) -> CardRecord:
     values: dict[str, Any] = dict(
         card_uuid=card_uuid or str(uuid.uuid4()),
         service_id=service_id,
@@ -207,7 +210,9 @@ def overridden(card: str, at: dt.datetime | str, **extra: Any) -> dict[str, Any]
     return {"card": card, "outcome": "overridden", "outcomeTimestamp": stamp, **extra}
 
 
-def accepted(card: str, at: dt.datetime | str, suggestion: str = "e56e1945-20b3-4393-8503-a1a20fd73152") -> dict[str, Any]:
+def accepted(
+    card: str, at: dt.datetime | str, suggestion: str = "e56e1945-20b3-4393-8503-a1a20fd73152"
+) -> dict[str, Any]:
     stamp = at if isinstance(at, str) else at.isoformat().replace("+00:00", "Z")
     return {"card": card, "outcome": "accepted", "acceptedSuggestions": [{"id": suggestion}], "outcomeTimestamp": stamp}
 
@@ -243,7 +248,10 @@ def test_migrations_build_the_schema_on_an_empty_database(backend: str, database
         with engine.connect() as connection:
             assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
             # The revision and models.py describe the same schema.
-            assert compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata) == []
+            assert (
+                compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata)
+                == []
+            )
         engine.dispose()
         downgrade_database(url)
         assert set(sa.inspect(engine).get_table_names()) == {"alembic_version"}
@@ -301,7 +309,7 @@ async def test_round_trip_accepted_and_overridden(service: Service) -> None:
     assert accept["service_id"] == override["service_id"] == SERVICE_ID
     assert accept["accepted_suggestions"] == [{"id": "e56e1945-20b3-4393-8503-a1a20fd73152"}]
     assert accept["override_reason"] is None and accept["user_comment"] is None
-    assert accept["outcome_timestamp"] == dt.datetime(2026, 11, 20, 10, 5, 31, tzinfo=dt.timezone.utc)
+    assert accept["outcome_timestamp"] == dt.datetime(2026, 11, 20, 10, 5, 31, tzinfo=dt.UTC)
     assert override["accepted_suggestions"] is None
     assert override["override_reason"] == {
         "system": "urn:ms-back-pain-cds:override-reason",
@@ -309,10 +317,10 @@ async def test_round_trip_accepted_and_overridden(service: Service) -> None:
         "display": "Already evaluated",
     }
     assert override["user_comment"] == "Seen by neurology last week."
-    assert override["outcome_timestamp"] == dt.datetime(2026, 11, 20, 10, 0, 0, 250000, tzinfo=dt.timezone.utc)
+    assert override["outcome_timestamp"] == dt.datetime(2026, 11, 20, 10, 0, 0, 250000, tzinfo=dt.UTC)
     for row in (accept, override):
         received = row["received_at"]
-        assert received.tzinfo is not None and abs(dt.datetime.now(dt.timezone.utc) - received) < dt.timedelta(minutes=5)
+        assert received.tzinfo is not None and abs(dt.datetime.now(dt.UTC) - received) < dt.timedelta(minutes=5)
 
     # The patient id is nowhere in clear: not in any column of any table...
     stored = all_stored_text(service.db)
@@ -330,7 +338,11 @@ async def test_round_trip_accepted_and_overridden(service: Service) -> None:
 async def test_override_without_reason_and_reason_with_only_a_comment(service: Service) -> None:
     card = str(uuid.uuid4())
     assert_ok(await service.post({"feedback": [overridden(card, "2026-11-20T10:00:00Z")]}))
-    assert_ok(await service.post({"feedback": [overridden(card, "2026-11-21T10:00:00Z", overrideReason={"userComment": "Not now"})]}))
+    assert_ok(
+        await service.post(
+            {"feedback": [overridden(card, "2026-11-21T10:00:00Z", overrideReason={"userComment": "Not now"})]}
+        )
+    )
     rows = sorted(service.db.rows(Feedback), key=lambda r: r["outcome_timestamp"])
     assert [(r["override_reason"], r["user_comment"]) for r in rows] == [(None, None), (None, "Not now")]
 
@@ -351,7 +363,9 @@ async def test_feedback_on_an_unknown_card_is_stored(service: Service, caplog: p
 @pytest.mark.anyio
 async def test_resubmitted_feedback_is_stored_once(service: Service) -> None:
     card = str(uuid.uuid4())
-    item = overridden(card, "2026-11-20T10:00:00Z", overrideReason={"reason": {"code": "patient-declined", "system": "urn:x"}})
+    item = overridden(
+        card, "2026-11-20T10:00:00Z", overrideReason={"reason": {"code": "patient-declined", "system": "urn:x"}}
+    )
     for _ in range(3):
         assert_ok(await service.post({"feedback": [item]}))
     # The same instant written another way, and the same entry twice in one request.
@@ -359,7 +373,11 @@ async def test_resubmitted_feedback_is_stored_once(service: Service) -> None:
     assert_ok(await service.post({"feedback": [same_instant, same_instant]}))
     assert service.db.count(Feedback) == 1
     # A different outcome, or a later override of the same card, is new feedback.
-    assert_ok(await service.post({"feedback": [accepted(card, "2026-11-20T10:00:00Z"), overridden(card, "2026-11-20T10:00:01Z")]}))
+    assert_ok(
+        await service.post(
+            {"feedback": [accepted(card, "2026-11-20T10:00:00Z"), overridden(card, "2026-11-20T10:00:01Z")]}
+        )
+    )
     assert service.db.count(Feedback) == 3
 
 
@@ -379,9 +397,15 @@ async def test_record_feedback_reports_what_it_stored(service: Service) -> None:
 @pytest.mark.anyio
 async def test_200_concurrent_posts_lose_nothing(service: Service) -> None:
     cards = [str(uuid.uuid4()) for _ in range(200)]
-    start = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
     bodies = [
-        {"feedback": [accepted(c, start + dt.timedelta(seconds=i)) if i % 2 else overridden(c, start + dt.timedelta(seconds=i))]}
+        {
+            "feedback": [
+                accepted(c, start + dt.timedelta(seconds=i))
+                if i % 2
+                else overridden(c, start + dt.timedelta(seconds=i))
+            ]
+        }
         for i, c in enumerate(cards)
     ]
     responses = await asyncio.gather(*(service.post(body) for body in bodies))
@@ -416,9 +440,15 @@ INVALID_BODIES: dict[str, tuple[Any, str]] = {
     "numeric-timestamp": ({"feedback": [{**GOOD, "outcomeTimestamp": 1795000000}]}, "invalid_request"),
     "bad-timestamp": ({"feedback": [{**GOOD, "outcomeTimestamp": "yesterday"}]}, "invalid_request"),
     "accepted-without-suggestions": ({"feedback": [{**GOOD, "outcome": "accepted"}]}, "invalid_request"),
-    "suggestion-without-id": ({"feedback": [{**accepted("c", "2026-11-20T10:00:00Z"), "acceptedSuggestions": [{}]}]}, "invalid_request"),
+    "suggestion-without-id": (
+        {"feedback": [{**accepted("c", "2026-11-20T10:00:00Z"), "acceptedSuggestions": [{}]}]},
+        "invalid_request",
+    ),
     "overridden-with-suggestions": ({"feedback": [{**GOOD, "acceptedSuggestions": [{"id": "s"}]}]}, "invalid_request"),
-    "reason-without-code": ({"feedback": [{**GOOD, "overrideReason": {"reason": {"system": "urn:x"}}}]}, "invalid_request"),
+    "reason-without-code": (
+        {"feedback": [{**GOOD, "overrideReason": {"reason": {"system": "urn:x"}}}]},
+        "invalid_request",
+    ),
     "one-bad-entry-of-two": ({"feedback": [GOOD, {**GOOD, "outcome": "maybe"}]}, "invalid_request"),
     "too-many-entries": ({"feedback": [GOOD] * 1001}, "invalid_request"),
     "too-deep": (b'{"feedback": [], "x": ' + b"[" * 80 + b"]" * 80 + b"}", "too_deeply_nested"),
@@ -492,7 +522,11 @@ async def test_recent_override_within_the_window_and_not_outside(service: Servic
             {
                 "feedback": [
                     overridden(older.card_uuid, NOW - dt.timedelta(days=19)),
-                    overridden(newer.card_uuid, overridden_at, overrideReason={"reason": {"code": "already-evaluated", "system": "urn:x"}}),
+                    overridden(
+                        newer.card_uuid,
+                        overridden_at,
+                        overrideReason={"reason": {"code": "already-evaluated", "system": "urn:x"}},
+                    ),
                     accepted(newer.card_uuid, NOW - dt.timedelta(days=1)),  # acceptance is not an override
                     overridden(other_patient.card_uuid, NOW - dt.timedelta(days=2)),
                 ]
@@ -527,7 +561,9 @@ async def test_recent_override_within_the_window_and_not_outside(service: Servic
     # The window default comes from the settings (30 days).
     assert (await recent_override(storage, SERVICE_ID, PATIENT_ID, NOW)).card_uuid == newer.card_uuid  # type: ignore[union-attr]
     # Another patient, another service, and a service that never issued the card: separate.
-    assert (await recent_override(storage, SERVICE_ID, "pt-someone-else", NOW, window)).card_uuid == other_patient.card_uuid  # type: ignore[union-attr]
+    assert (
+        await recent_override(storage, SERVICE_ID, "pt-someone-else", NOW, window)
+    ).card_uuid == other_patient.card_uuid  # type: ignore[union-attr]
     assert await recent_override(storage, "another-service", PATIENT_ID, NOW, window) is None
     assert await recent_override(storage, SERVICE_ID, "pt-nobody", NOW, window) is None
     assert PATIENT_ID not in all_stored_text(service.db)
@@ -580,10 +616,16 @@ def test_the_override_look_up_starts_from_the_patients_overrides_not_their_cards
     compiled = _RECENT_OVERRIDE.compile(dialect=engine.dialect)
     values = {"service_id": "s", "patient_hash": "h", "since": NOW, "until": NOW}
     with engine.connect() as connection:
-        plan = [row[-1] for row in connection.exec_driver_sql(
-            "EXPLAIN QUERY PLAN " + str(compiled), tuple(values.get(name, 1) for name in compiled.positiontup or ()))]
+        plan = [
+            row[-1]
+            for row in connection.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + str(compiled), tuple(values.get(name, 1) for name in compiled.positiontup or ())
+            )
+        ]
     engine.dispose()
-    assert plan[0].startswith("SEARCH feedback USING INDEX ix_feedback_service_id_patient_hash_outcome_outcome_timestamp"), plan
+    assert plan[0].startswith(
+        "SEARCH feedback USING INDEX ix_feedback_service_id_patient_hash_outcome_outcome_timestamp"
+    ), plan
     assert "issued_cards" in plan[1] and "card_uuid=?" in plan[1], plan
 
 
@@ -594,13 +636,19 @@ def test_migration_0003_fills_the_patient_of_existing_feedback(backend: str, dat
     engine = sa.create_engine(sync_url(url))
     try:
         with engine.begin() as connection:
-            connection.execute(sa.text(
-                "INSERT INTO issued_cards (card_uuid, service_id, hook_instance, patient_hash, indicator, level, red_flag_refs, issued_at)"
-                " VALUES ('c1', 's', 'h', 'hash-1', 'critical', 'urgent', '[]', '2026-11-20 10:00:00')"))
+            connection.execute(
+                sa.text(
+                    "INSERT INTO issued_cards (card_uuid, service_id, hook_instance, patient_hash, indicator, level, red_flag_refs, issued_at)"
+                    " VALUES ('c1', 's', 'h', 'hash-1', 'critical', 'urgent', '[]', '2026-11-20 10:00:00')"
+                )
+            )
             for card in ("c1", "c-unknown"):
-                connection.execute(sa.text(
-                    "INSERT INTO feedback (card_uuid, service_id, outcome, outcome_timestamp, received_at)"
-                    f" VALUES ('{card}', 's', 'overridden', '2026-11-21 10:00:00', '2026-11-21 10:00:01')"))
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO feedback (card_uuid, service_id, outcome, outcome_timestamp, received_at)"
+                        f" VALUES ('{card}', 's', 'overridden', '2026-11-21 10:00:00', '2026-11-21 10:00:01')"
+                    )
+                )
         upgrade_database(url)
         with engine.connect() as connection:
             rows = dict(connection.execute(sa.text("SELECT card_uuid, patient_hash FROM feedback")).all())
@@ -614,7 +662,9 @@ def test_migration_0003_fills_the_patient_of_existing_feedback(backend: str, dat
 # --- settings and wiring -------------------------------------------------------------------------------
 
 
-def test_patient_hash_key_has_a_development_default_that_warns(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_patient_hash_key_has_a_development_default_that_warns(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("CDS_PATIENT_HASH_KEY", raising=False)
     settings = StorageSettings()
     assert settings.uses_development_key
@@ -682,8 +732,12 @@ async def test_feedback_needs_client_authentication_by_default(database: Databas
 @asynccontextmanager
 async def app_with_linger(database: Database, linger_ms: int) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     database.clear()
-    app = create_app(Settings(card_write_linger_ms=linger_ms), clock=lambda: NOW, auth=NO_AUTH,
-                     storage=storage_settings(database.url))
+    app = create_app(
+        Settings(card_write_linger_ms=linger_ms),
+        clock=lambda: NOW,
+        auth=NO_AUTH,
+        storage=storage_settings(database.url),
+    )
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cds.test") as client:
             yield app, client
@@ -717,7 +771,11 @@ async def test_feedback_first_writes_the_cards_still_queued_so_the_override_coun
     async with app_with_linger(database, linger_ms=5000) as (_, client):
         first = (await client.post(SERVICE_PATH, json=load_fixture("urgent-new-paraparesis"))).json()["cards"][0]
         assert database.count(IssuedCard) == 0
-        assert_ok(await client.post(FEEDBACK_URL, json={"feedback": [overridden(first["uuid"], NOW - dt.timedelta(minutes=1))]}))
+        assert_ok(
+            await client.post(
+                FEEDBACK_URL, json={"feedback": [overridden(first["uuid"], NOW - dt.timedelta(minutes=1))]}
+            )
+        )
         assert database.count(IssuedCard) == 1
         second = (await client.post(SERVICE_PATH, json=load_fixture("urgent-new-paraparesis"))).json()["cards"][0]
         assert second["indicator"] == "info"  # quieted by the override (alert-fatigue rule)

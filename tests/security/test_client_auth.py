@@ -16,8 +16,9 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import jwt
@@ -57,7 +58,11 @@ def _rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
 
 
 def _jwk(private_key: Any, kid: str, alg: str | None = None) -> dict[str, Any]:
-    algo = jwt.algorithms.ECAlgorithm if isinstance(private_key, ec.EllipticCurvePrivateKey) else jwt.algorithms.RSAAlgorithm
+    algo = (
+        jwt.algorithms.ECAlgorithm
+        if isinstance(private_key, ec.EllipticCurvePrivateKey)
+        else jwt.algorithms.RSAAlgorithm
+    )
     jwk = algo.to_jwk(private_key.public_key(), as_dict=True)
     jwk.update(kid=kid, use="sig")
     if alg:
@@ -83,8 +88,12 @@ class Env:
     def __init__(self, client: TestClient, router: respx.MockRouter, jwks_b: dict[str, Any], clock_offset: list[float]):
         self.client, self.router, self.jwks_b, self._offset = client, router, jwks_b, clock_offset
         self.jwks_b_route = router.get(JWKS_B).mock(side_effect=lambda request: httpx.Response(200, json=self.jwks_b))
-        self.jku_route = router.get(JKU_B).mock(return_value=httpx.Response(200, json={"keys": [_jwk(KEY_B_JKU, "b-jku", "RS384")]}))
-        self.evil_route = router.get(JKU_EVIL).mock(return_value=httpx.Response(200, json={"keys": [_jwk(KEY_EVIL, "b-1")]}))
+        self.jku_route = router.get(JKU_B).mock(
+            return_value=httpx.Response(200, json={"keys": [_jwk(KEY_B_JKU, "b-jku", "RS384")]})
+        )
+        self.evil_route = router.get(JKU_EVIL).mock(
+            return_value=httpx.Response(200, json={"keys": [_jwk(KEY_EVIL, "b-1")]})
+        )
 
     def now(self) -> float:
         return time.time() + self._offset[0]
@@ -107,7 +116,15 @@ class Env:
         **claims: Any,
     ) -> str:
         iat = int(self.now() + iat_offset)
-        payload = {"iss": iss, "aud": aud, "iat": iat, "exp": iat + int(lifetime), "jti": str(uuid.uuid4()), "tenant": "org-1", **claims}
+        payload = {
+            "iss": iss,
+            "aud": aud,
+            "iat": iat,
+            "exp": iat + int(lifetime),
+            "jti": str(uuid.uuid4()),
+            "tenant": "org-1",
+            **claims,
+        }
         for name in drop:
             payload.pop(name)
         return jwt.encode(payload, key, algorithm=alg, headers={"kid": kid, "typ": "JWT", **(headers or {})})
@@ -186,7 +203,9 @@ def test_discovery_needs_no_token(env: Env) -> None:
     assert response.status_code == 200 and response.json()["services"]
 
 
-def test_feedback_accepts_the_service_url_or_the_feedback_url_as_aud(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+def test_feedback_accepts_the_service_url_or_the_feedback_url_as_aud(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
     # No feedback route exists yet: getting past authentication means any answer but 401.
     for aud in (AUD, BASE + FEEDBACK_URL):
         assert env.call(env.token(aud=aud), FEEDBACK_URL).status_code != 401
@@ -212,8 +231,18 @@ def test_identity_is_available_to_the_app(env: Env) -> None:
 def test_missing_or_non_bearer_authorization_is_refused(env: Env, caplog: pytest.LogCaptureFixture) -> None:
     _refused(env.call(None), None, caplog, "missing_authorization")
     token = env.token()
-    _refused(env.client.post(SERVICE_URL, json=BODY, headers={"Authorization": f"Basic {token}"}), token, caplog, "not_bearer")
-    _refused(env.client.post(SERVICE_URL, json=BODY, headers={"Authorization": "Bearer not-a-jwt"}), None, caplog, "malformed_token")
+    _refused(
+        env.client.post(SERVICE_URL, json=BODY, headers={"Authorization": f"Basic {token}"}),
+        token,
+        caplog,
+        "not_bearer",
+    )
+    _refused(
+        env.client.post(SERVICE_URL, json=BODY, headers={"Authorization": "Bearer not-a-jwt"}),
+        None,
+        caplog,
+        "malformed_token",
+    )
     both = [("Authorization", f"Bearer {token}"), ("Authorization", f"Bearer {env.token()}")]
     _refused(env.client.post(SERVICE_URL, json=BODY, headers=both), token, caplog, "several_authorization_headers")
 
@@ -278,7 +307,12 @@ def test_lifetime_over_the_cap_is_refused(env: Env, caplog: pytest.LogCaptureFix
 
 
 def test_wrong_audience_is_refused(env: Env, caplog: pytest.LogCaptureFixture) -> None:
-    for aud in ("https://cds.example.org/cds-services/another-service", "https://evil.example.net" + SERVICE_URL, AUD + "/", ["x", "y"]):
+    for aud in (
+        "https://cds.example.org/cds-services/another-service",
+        "https://evil.example.net" + SERVICE_URL,
+        AUD + "/",
+        ["x", "y"],
+    ):
         token = env.token(aud=aud)
         _refused(env.call(token), token, caplog, "wrong_audience")
 
@@ -335,7 +369,9 @@ def test_weak_rsa_key_is_refused(env: Env, caplog: pytest.LogCaptureFixture) -> 
     _refused(env.call(token), token, caplog, "unusable_key")
 
 
-def test_unauthenticated_call_is_refused_before_the_body_is_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_unauthenticated_call_is_refused_before_the_body_is_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     app = create_app(Settings(max_body_bytes=100), clock=lambda: NOW, install_auth=False)
     install_client_auth(app, _settings(trusted_issuers=_issuers(tmp_path)[:1]))
     with TestClient(app) as client:
@@ -346,7 +382,9 @@ def test_unauthenticated_call_is_refused_before_the_body_is_read(tmp_path: Path,
 # --- keys: rotation, caching, availability ------------------------------------------------------
 
 
-def test_unknown_kid_triggers_one_refresh_then_succeeds_after_rotation(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_kid_triggers_one_refresh_then_succeeds_after_rotation(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
     _ok(env.call(env.token(KEY_B, "RS384", "b-1", ISS_B)))
     assert env.jwks_b_route.call_count == 1
     env.jwks_b["keys"] = [_jwk(KEY_B, "b-1", "RS384"), _jwk(KEY_B2, "b-2", "RS384")]  # the client rotates
@@ -434,7 +472,10 @@ def test_disabled_mode_warns_and_lets_calls_through(caplog: pytest.LogCaptureFix
     app = create_app(clock=lambda: NOW, install_auth=False)
     with caplog.at_level(logging.WARNING, logger="cds_service.security"):
         assert install_client_auth(app, AuthSettings(mode="disabled")) is None
-    assert any(r.levelno == logging.WARNING and "client authentication is DISABLED: development only" in r.getMessage() for r in caplog.records)
+    assert any(
+        r.levelno == logging.WARNING and "client authentication is DISABLED: development only" in r.getMessage()
+        for r in caplog.records
+    )
     with TestClient(app) as client:
         _ok(client.post(SERVICE_URL, json=BODY))
 
@@ -453,7 +494,9 @@ def test_settings_refuse_none_hmac_and_unknown_algorithms(algorithms: list[str])
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CDS_AUTH_TRUSTED_ISSUERS", json.dumps([{"iss": ISS_B, "jwks_url": JWKS_B, "jku_allowlist": [JKU_B]}]))
+    monkeypatch.setenv(
+        "CDS_AUTH_TRUSTED_ISSUERS", json.dumps([{"iss": ISS_B, "jwks_url": JWKS_B, "jku_allowlist": [JKU_B]}])
+    )
     monkeypatch.setenv("CDS_AUTH_PUBLIC_BASE_URL", BASE + "/")
     settings = AuthSettings()
     assert settings.mode == "required" and settings.trusted_issuers[0].jku_allowlist == [JKU_B]

@@ -20,8 +20,9 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx
@@ -32,7 +33,9 @@ from cds_service.app import create_app
 from cds_service.settings import Settings
 from tests.conftest import NO_AUTH, NOW, SERVICE_URL, load_fixture
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # multi-process / real-server: left out of the fast run (-m 'not slow')
+
+ROOT = Path(__file__).resolve().parents[2]
 MEDPLUM_DIR = ROOT / "integration" / "medplum"
 FIXTURE_NAMES = ("urgent-new-paraparesis", "recent-mri-covers-cord")
 AUTH = {"access_token": "t", "token_type": "Bearer", "expires_in": 300, "scope": "user/*.read", "subject": "cds"}
@@ -109,7 +112,9 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 def _put(http: httpx.Client, base: str, resource: dict[str, Any]) -> None:
     url = f"{base}/{resource['resourceType']}/{resource['id']}"
     r = http.put(url, json=resource, headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
-    assert r.status_code in (200, 201), f"PUT {resource['resourceType']}/{resource['id']}: {r.status_code} {r.text[:500]}"
+    assert r.status_code in (200, 201), (
+        f"PUT {resource['resourceType']}/{resource['id']}: {r.status_code} {r.text[:500]}"
+    )
 
 
 def _prefetch_resources(fixture: dict[str, Any]) -> list[dict[str, Any]]:
@@ -118,7 +123,11 @@ def _prefetch_resources(fixture: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(value, dict):
             continue
         if value.get("resourceType") == "Bundle":
-            out += [e["resource"] for e in value.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+            out += [
+                e["resource"]
+                for e in value.get("entry") or []
+                if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+            ]
         else:
             out.append(value)
     return out
@@ -189,9 +198,7 @@ def test_discovery_prefetch_templates_are_searches_the_server_accepts(fhir_base:
     app = create_app(clock=lambda: NOW, auth=NO_AUTH)
     with TestClient(app) as c:
         services = c.get("/cds-services").json()["services"]
-    templates = {
-        f"{s['id']}:{key}": template for s in services for key, template in (s.get("prefetch") or {}).items()
-    }
+    templates = {f"{s['id']}:{key}": template for s in services for key, template in (s.get("prefetch") or {}).items()}
     assert templates
     for name in FIXTURE_NAMES:
         patient_id = load_fixture(name)["context"]["patientId"]
@@ -223,9 +230,15 @@ def test_server_pages_with_next_links_and_service_follows_them(fhir_base: str) -
                     "resourceType": "Condition",
                     "id": f"{patient_id}-paging-{i:02d}",
                     "clinicalStatus": {
-                        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "resolved"}]
+                        "coding": [
+                            {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "resolved"}
+                        ]
                     },
-                    "code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003", "display": "Hypertensive disorder"}]},
+                    "code": {
+                        "coding": [
+                            {"system": "http://snomed.info/sct", "code": "38341003", "display": "Hypertensive disorder"}
+                        ]
+                    },
                     "subject": {"reference": f"Patient/{patient_id}"},
                     "recordedDate": "2010-01-01",
                 },
@@ -245,7 +258,7 @@ def test_server_pages_with_next_links_and_service_follows_them(fhir_base: str) -
             assert len(entries) <= 10
             ids += [e["resource"]["id"] for e in entries]
             pages += 1
-            url = next((l["url"] for l in bundle.get("link") or [] if l.get("relation") == "next"), None)
+            url = next((link["url"] for link in bundle.get("link") or [] if link.get("relation") == "next"), None)
             assert pages <= 10, "paging does not end"
     expected_total = EXTRA_CONDITIONS + len(fixture["prefetch"]["conditions"]["entry"])
     assert total == expected_total

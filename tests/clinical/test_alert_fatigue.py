@@ -31,7 +31,14 @@ def _override(client: TestClient, card_uuid: str, when: dt.datetime) -> None:
     feedback = {
         "card": card_uuid,
         "outcome": "overridden",
-        "overrideReason": {"reason": {"system": "urn:ms-back-pain-cds:override-reason", "code": "already-evaluated", "display": "Already evaluated"}, "userComment": "seen by neurology"},
+        "overrideReason": {
+            "reason": {
+                "system": "urn:ms-back-pain-cds:override-reason",
+                "code": "already-evaluated",
+                "display": "Already evaluated",
+            },
+            "userComment": "seen by neurology",
+        },
         "outcomeTimestamp": when.isoformat(),
     }
     response = client.post(FEEDBACK_URL, json={"feedback": [feedback]})
@@ -53,8 +60,12 @@ def test_override_quiets_the_card_until_a_new_red_flag(client: TestClient) -> No
     bladder = {
         "resourceType": "Condition",
         "id": "pv01-new-retention",
-        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "267064002", "display": "Retention of urine"}]},
+        "clinicalStatus": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
+        },
+        "code": {
+            "coding": [{"system": "http://snomed.info/sct", "code": "267064002", "display": "Retention of urine"}]
+        },
         "subject": {"reference": "Patient/pv01-patient"},
         "onsetDateTime": "2026-11-25",
     }
@@ -83,8 +94,8 @@ def test_the_rule_itself_is_pure() -> None:
     back = Finding("back_pain", "Back pain", Evidence("Condition", "lbp", "x", None))
     decision = decide(ClinicalFacts(now=NOW.date(), multiple_sclerosis=(ms,), back_pain=(back,), new_red_flags=(flag,)))
     assert decision.level is Level.URGENT
-    overridden = dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc)
+    overridden = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
     assert quiet_after_override(decision, overridden, ["Condition/w"], "x").quieted_by is not None
     assert quiet_after_override(decision, overridden, [], "x").quieted_by is None  # a flag the card did not show
-    earlier = dt.datetime(2026, 11, 18, tzinfo=dt.timezone.utc)
+    earlier = dt.datetime(2026, 11, 18, tzinfo=dt.UTC)
     assert quiet_after_override(decision, earlier, ["Condition/w"], "x").quieted_by is None  # dated after the override
