@@ -1,36 +1,38 @@
-"""The ASGI application: `uvicorn cds_service.app:app`, or `create_app()` in tests."""
+"""The ASGI application: `uvicorn cds_service.app:app`, or `create_app()` in tests.
+
+`create_app()` is the one place the app is assembled: it builds the typed `Runtime` (settings,
+services, resources to open and close) and hands FastAPI its one lifespan.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 from fastapi import FastAPI
 
-from cds_service import __version__
+from cds_service import __version__, observability
 from cds_service.cards import orders
 from cds_service.cards.content import load_card_content
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import RuleSettings
-from cds_service.feedback.routes import install_feedback_routes
+from cds_service.feedback.routes import router as feedback_router
 from cds_service.fhir.client import FhirSearchClient
 from cds_service.fhir.source import MissingDataFetcher, NoFhirServerFetcher
-from cds_service.gcpause import freeze_start_up_objects
 from cds_service.logs import configure_logging
-from cds_service.observability import install_observability
 from cds_service.protocol.errors import install_error_handlers
 from cds_service.protocol.http_security import install_http_security
-from cds_service.protocol.routes import router
+from cds_service.protocol.routes import router as hook_router
 from cds_service.protocol.service import ServiceRegistry
+from cds_service.runtime import Runtime
 from cds_service.security import AuthSettings, install_client_auth
 from cds_service.security.replay_shared import close_replay_cache, replay_cache_from_settings
 from cds_service.services.card_memory import CardMemory
+from cds_service.services.deps import ServiceDeps
 from cds_service.services.ms_back_pain import MsBackPainPatientView
-from cds_service.services.ms_back_pain_orders import MsBackPainOrders
+from cds_service.services.ms_back_pain_orders import MsBackPainOrderSelect, MsBackPainOrderSign
 from cds_service.settings import Settings
-from cds_service.storage.db import install_storage
 from cds_service.storage.settings import StorageSettings
 
 
@@ -55,60 +57,55 @@ def create_app(
     configure_logging(settings.log_level)
     valuesets.warm_up()
     orders.warm_up()
-    rules = RuleSettings(settings.lookback_days, settings.recent_mri_days, settings.nsaid_trial_days)
-    smart_app = (settings.smart_app_label, settings.smart_app_url) if settings.smart_app_url else None
-    http: httpx.AsyncClient | None = None
+    closers: list[Callable[[], Awaitable[None]]] = []
     if fetcher is None and settings.fhir_server_allowlist:
         # One client per process: connections to the EHR are reused across calls.
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.fhir_deadline_seconds), limits=httpx.Limits(max_connections=50)
         )
+        closers.append(http.aclose)
         fetcher = FhirSearchClient(
             http, settings.fhir_server_allowlist, settings.fhir_deadline_seconds, settings.fhir_max_resources
         )
 
-    memory = CardMemory(lambda: getattr(app.state, "storage", None), linger=settings.card_write_linger_ms / 1000)
-    # Shared by every replica: Redis when configured, else the database (looked up once it is open).
-    replay_cache = replay_cache_from_settings(
-        settings.redis_url.get_secret_value() if settings.redis_url else None,
-        lambda: getattr(app.state, "storage", None),
-        key_prefix=settings.redis_key_prefix,
-    )
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if settings.gc_freeze_at_startup:
-            freeze_start_up_objects()
-        yield
-        await memory.flush()
-        await close_replay_cache(replay_cache)
-        if http is not None:
-            await http.aclose()
-
-    app = FastAPI(
-        title="MS back pain CDS Hooks service", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan
-    )
-    common = dict(
+    runtime: Runtime
+    memory = CardMemory(lambda: runtime.storage, linger=settings.card_write_linger_ms / 1000)
+    deps = ServiceDeps(
         fetcher=fetcher or NoFhirServerFetcher(),
         clock=clock,
         card_content=load_card_content(settings.cards_dir),
-        rules=rules,
-        smart_app=smart_app,
+        rules=RuleSettings(settings.lookback_days, settings.recent_mri_days, settings.nsaid_trial_days),
+        smart_app=(settings.smart_app_label, settings.smart_app_url) if settings.smart_app_url else None,
         memory=memory,
     )
-    services = [
-        MsBackPainPatientView(**common),
-        MsBackPainOrders("order-select", **common),
-        MsBackPainOrders("order-sign", **common),
-    ]
-    app.state.settings = settings
-    app.state.registry = ServiceRegistry(services)
-    app.state.card_memory = memory
+    registry = ServiceRegistry([MsBackPainPatientView(deps), MsBackPainOrderSelect(deps), MsBackPainOrderSign(deps)])
+    runtime = Runtime(settings=settings, registry=registry, card_memory=memory, storage_settings=storage)
+    for closer in closers:
+        runtime.close_at_shutdown(closer)
+    # Shared by every replica: Redis when configured, else the database (looked up once it is open).
+    replay_cache = replay_cache_from_settings(
+        settings.redis_url.get_secret_value() if settings.redis_url else None,
+        runtime.current_storage,
+        key_prefix=settings.redis_key_prefix,
+    )
+
+    async def close_replay() -> None:
+        await close_replay_cache(replay_cache)
+
+    runtime.close_at_shutdown(close_replay)
+
+    app = FastAPI(
+        title="MS back pain CDS Hooks service",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=runtime.lifespan,
+    )
+    app.state.runtime = runtime
     install_error_handlers(app)
-    app.include_router(router)
-    install_storage(app, storage)
-    install_feedback_routes(app)
-    install_observability(app)
+    app.include_router(hook_router)
+    app.include_router(feedback_router)
+    app.include_router(observability.router)
     if install_auth:
         install_client_auth(app, auth or AuthSettings(), replay_cache=replay_cache)
     install_http_security(app, settings.cors_allow_origins)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from sqlalchemy import text
 
 from cds_service.clinical import valuesets
+from cds_service.protocol.dependencies import StorageDep
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -39,10 +40,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", include_in_schema=False)
-async def readyz(request: Request) -> Response:
+async def readyz(storage: StorageDep) -> Response:
     """Ready for traffic: value sets loaded and the database reachable."""
     checks: dict[str, str] = {"valueSets": "ok" if valuesets.concepts.cache_info().currsize else "not loaded"}
-    storage = getattr(request.app.state, "storage", None)
     if storage is None:
         checks["database"] = "not open"
     else:
@@ -64,10 +64,6 @@ async def readyz(request: Request) -> Response:
 async def metrics() -> Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
-def install_observability(app: FastAPI) -> None:
-    app.include_router(router)

@@ -150,8 +150,11 @@ def evidence_reasons(decision: Decision) -> list[str]:
 def _mri_suggestion(decision: Decision, content: dict[str, Any], ctx: CardContext) -> Suggestion:
     actions = cord_mri_actions(content, ctx, evidence_reasons(decision))
     return Suggestion(
-        label=content["mri"]["label"], uuid=str(uuid.uuid4()), isRecommended=decision.mri.recommended, actions=actions
-    )  # type: ignore[union-attr]
+        label=content["mri"]["label"],
+        uuid=str(uuid.uuid4()),
+        isRecommended=decision.mri is not None and decision.mri.recommended,
+        actions=actions,
+    )
 
 
 def cord_mri_actions(content: dict[str, Any], ctx: CardContext, reasons: list[str]) -> list[Action]:

@@ -140,7 +140,7 @@ def build_order_card(
     return Card(
         uuid=str(uuid.uuid4()),
         summary=summary,
-        indicator=advice.indicator,  # type: ignore[arg-type]
+        indicator=advice.indicator,
         detail="\n".join(lines),
         source=card_source(content),
         suggestions=suggestions or None,

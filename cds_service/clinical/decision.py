@@ -12,6 +12,7 @@ a red flag is newer than that study.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass
 from typing import Any
@@ -77,20 +78,26 @@ def _not_documented(facts: ClinicalFacts) -> tuple[str, ...]:
     return tuple(key for key in DISTINGUISHING_FEATURES if not found[key])
 
 
+def _study_date(study: SpinalMri) -> dt.date:
+    """The date of a study already known to be recent (so dated)."""
+    if study.evidence.date is None:
+        raise ValueError("an undated study is never recent")
+    return study.evidence.date
+
+
 def _mri_advice(facts: ClinicalFacts, level: Level) -> MriAdvice:
     recommended = level in (Level.URGENT, Level.CORD_FEATURES)
     window = facts.settings.recent_mri_days
     recent = [
         s for s in facts.spinal_mri if s.evidence.date is not None and 0 <= (facts.now - s.evidence.date).days <= window
     ]
-    covering = sorted((s for s in recent if s.covers_cord), key=lambda s: s.evidence.date)  # type: ignore[arg-type,return-value]
+    covering = sorted((s for s in recent if s.covers_cord), key=_study_date)
     partial = tuple(s for s in recent if not s.covers_cord)
     if not covering:
         return MriAdvice(suggest=True, recommended=recommended, recent_partial_studies=partial)
     latest = covering[-1]
-    newer = tuple(
-        f for f in facts.new_red_flags if f.evidence.date is not None and f.evidence.date > latest.evidence.date
-    )  # type: ignore[operator]
+    latest_date = _study_date(latest)
+    newer = tuple(f for f in facts.new_red_flags if f.evidence.date is not None and f.evidence.date > latest_date)
     return MriAdvice(
         suggest=bool(newer),
         recommended=recommended and bool(newer),

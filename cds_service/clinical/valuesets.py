@@ -137,7 +137,8 @@ def _concept(key: str, doc: dict[str, Any]) -> Concept:
 def load(name: str) -> dict[str, Any]:
     """The raw JSON document of value set `name` (cached: read once per process)."""
     text = resources.files("cds_service.clinical").joinpath("valuesets", f"{name}.json").read_text("utf-8")
-    return json.loads(text)
+    document: dict[str, Any] = json.loads(text)
+    return document
 
 
 @cache

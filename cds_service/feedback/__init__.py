@@ -1,8 +1,8 @@
-"""CDS Hooks 2.0 feedback endpoint: `install_feedback_routes(app)` after `install_storage(app, ...)`."""
+"""CDS Hooks 2.0 feedback endpoint: its `router` is included by `create_app()`."""
 
 from __future__ import annotations
 
 from cds_service.feedback.models import FeedbackItem, FeedbackRequest
-from cds_service.feedback.routes import install_feedback_routes, router
+from cds_service.feedback.routes import router
 
-__all__ = ["FeedbackItem", "FeedbackRequest", "install_feedback_routes", "router"]
+__all__ = ["FeedbackItem", "FeedbackRequest", "router"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
@@ -30,8 +30,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from cds_service.feedback.models import FeedbackItem, FeedbackRequest
 from cds_service.observability import FEEDBACK
 from cds_service.protocol.body import parse_json_object, read_limited_body
+from cds_service.protocol.dependencies import CardMemoryDep, RegistryDep, SettingsDep, StorageDep
 from cds_service.protocol.errors import CdsError, validation_details
-from cds_service.storage.db import Storage
 from cds_service.storage.repository import FeedbackRecord, record_feedback
 
 log = logging.getLogger("cds_service.feedback")
@@ -57,11 +57,17 @@ def _record(item: FeedbackItem) -> FeedbackRecord:
 
 
 @router.post("/cds-services/{service_id}/feedback")
-async def post_feedback(service_id: str, request: Request) -> JSONResponse:
+async def post_feedback(
+    service_id: str,
+    request: Request,
+    registry: RegistryDep,
+    limits: SettingsDep,
+    storage: StorageDep,
+    memory: CardMemoryDep,
+) -> JSONResponse:
     started = time.perf_counter()
-    if request.app.state.registry.get(service_id) is None:
+    if registry.get(service_id) is None:
         raise CdsError(404, "unknown_service", f"No CDS service with id {service_id[:80]!r}.")
-    limits = request.app.state.settings
     max_bytes = min(FEEDBACK_MAX_BYTES, limits.max_body_bytes)
     body = parse_json_object(await read_limited_body(request, max_bytes), limits.max_json_depth)
     try:
@@ -71,14 +77,11 @@ async def post_feedback(service_id: str, request: Request) -> JSONResponse:
             400, "invalid_request", "The request is not a valid CDS Hooks feedback request.", validation_details(exc)
         ) from None
 
-    storage: Storage | None = getattr(request.app.state, "storage", None)
     if storage is None:
         raise CdsError(
             503, "storage_unavailable", "Feedback cannot be stored at the moment; please send it again later."
         )
-    memory = getattr(request.app.state, "card_memory", None)
-    if memory is not None:  # cards this process issued but has not written yet: write them first
-        await memory.flush()
+    await memory.flush()  # cards this process issued but has not written yet: write them first
     try:
         result = await record_feedback(storage, service_id, [_record(item) for item in feedback.feedback])
     except (DBAPIError, PoolTimeoutError, OSError) as exc:
@@ -98,8 +101,3 @@ async def post_feedback(service_id: str, request: Request) -> JSONResponse:
         (time.perf_counter() - started) * 1000,
     )
     return JSONResponse({})
-
-
-def install_feedback_routes(app: FastAPI) -> None:
-    """Add the feedback endpoint. Needs `install_storage(app, ...)` (else it answers 503)."""
-    app.include_router(router)

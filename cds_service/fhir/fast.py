@@ -171,7 +171,7 @@ def _complex(
     """A reader of one complex type: a JSON object with only `elements` (each read by its
     reader), all of `required`, at most one element of each group in `choices`, and exactly one of
     each group in `required_choices` (a 1..1 choice element such as medication[x])."""
-    cls = _element_class(fhir_type, base)
+    cls = _element_class(fhir_type, base)  # type: ignore[arg-type]  # classes are hashable
 
     def read(value: Any) -> Element:
         if type(value) is not dict or not value:
@@ -199,7 +199,7 @@ def _complex(
 def _resource_type(name: str) -> Reader:
     def read(value: Any) -> str:
         if value == name:
-            return value
+            return name
         raise _NotPlain
 
     return read
@@ -355,6 +355,7 @@ def read_plain(raw: Any) -> Resource | None:
     if reader is None:
         return None
     try:
-        return reader(raw)
+        resource: Resource = reader(raw)
+        return resource
     except _NotPlain:
         return None

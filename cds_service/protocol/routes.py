@@ -13,17 +13,13 @@ from pydantic import ValidationError
 from cds_service.fhir.source import DataUnavailable, ServerNotAllowed
 from cds_service.observability import CALL_SECONDS, CALLS, CARDS
 from cds_service.protocol.body import parse_json_object, read_limited_body
+from cds_service.protocol.dependencies import RegistryDep, SettingsDep
 from cds_service.protocol.errors import CdsError, error_response, validation_details
 from cds_service.protocol.models import CdsRequest, DiscoveryResponse
-from cds_service.protocol.service import ServiceRegistry
 
 log = logging.getLogger("cds_service.calls")
 
 router = APIRouter()
-
-
-def _registry(request: Request) -> ServiceRegistry:
-    return request.app.state.registry
 
 
 def _log_call(request: CdsRequest, service_id: str, status: int, started: float, **fields: object) -> None:
@@ -31,7 +27,8 @@ def _log_call(request: CdsRequest, service_id: str, status: int, started: float,
     elapsed = time.perf_counter() - started
     CALLS.labels(service_id, str(status)).inc()
     CALL_SECONDS.labels(service_id, str(status)).observe(elapsed)
-    for indicator in fields.get("indicators", ()) or ():  # type: ignore[union-attr]
+    indicators = fields.get("indicators")
+    for indicator in indicators if isinstance(indicators, list | tuple) else ():
         CARDS.labels(service_id, str(indicator)).inc()
     log.info(
         "cds call",
@@ -49,17 +46,16 @@ def _log_call(request: CdsRequest, service_id: str, status: int, started: float,
 
 
 @router.get("/cds-services", response_model=DiscoveryResponse, response_model_exclude_none=True)
-async def discovery(request: Request) -> DiscoveryResponse:
-    return DiscoveryResponse(services=_registry(request).descriptors())
+async def discovery(registry: RegistryDep) -> DiscoveryResponse:
+    return DiscoveryResponse(services=registry.descriptors())
 
 
 @router.post("/cds-services/{service_id}")
-async def call_service(service_id: str, request: Request) -> Response:
+async def call_service(service_id: str, request: Request, registry: RegistryDep, limits: SettingsDep) -> Response:
     started = time.perf_counter()
-    service = _registry(request).get(service_id)
+    service = registry.get(service_id)
     if service is None:
         raise CdsError(404, "unknown_service", f"No CDS service with id {service_id[:80]!r}.")
-    limits = request.app.state.settings
     body = parse_json_object(
         await read_limited_body(request, limits.max_body_bytes),
         limits.max_json_depth,

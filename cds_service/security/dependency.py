@@ -15,10 +15,9 @@ failed."}` with `WWW-Authenticate: Bearer`. The reason is logged, never sent.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import httpx
 from fastapi import FastAPI
@@ -27,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cds_service.runtime import runtime_of
 from cds_service.security.jwks import JwksKeyStore
 from cds_service.security.jwt_auth import AuthenticationFailed, ClientAuthenticator
 from cds_service.security.replay import InMemoryReplayCache, ReplayCache
@@ -110,10 +110,10 @@ def install_client_auth(
     `http` fetches JWK Sets; when None and an issuer's keys are at a URL, a client is created here
     and closed at shutdown. `replay_cache` defaults to a per-process in-memory cache.
     """
-    if getattr(app.state, "client_auth_settings", None) is not None:
+    runtime = runtime_of(app)
+    if runtime.client_auth_settings is not None:
         raise RuntimeError("client authentication is already installed on this app")
-    app.state.client_auth_settings = settings
-    app.state.client_authenticator = None
+    runtime.client_auth_settings = settings
     if settings.mode == "disabled":
         log.warning(
             "client authentication is DISABLED: development only. "
@@ -124,10 +124,10 @@ def install_client_auth(
     needs_http = any(i.jwks_url or i.jku_allowlist for i in settings.trusted_issuers)
     if http is None and needs_http:
         http = httpx.AsyncClient(timeout=httpx.Timeout(5.0), follow_redirects=False)
-        _close_at_shutdown(app, http)
+        runtime.close_at_shutdown(http.aclose)
     keys = JwksKeyStore(settings.trusted_issuers, http, settings.jwks_cache_seconds, clock)
     authenticator = ClientAuthenticator(settings, keys, replay_cache or InMemoryReplayCache(clock=clock), clock)
-    app.state.client_authenticator = authenticator
+    runtime.client_authenticator = authenticator
     if not settings.trusted_issuers:
         log.error("client authentication is required but no issuer is trusted: every CDS service call will be refused")
     if settings.public_base_url is None:
@@ -137,17 +137,3 @@ def install_client_auth(
         )
     app.add_middleware(ClientAuthMiddleware, authenticator=authenticator, public_base_url=settings.public_base_url)
     return authenticator
-
-
-def _close_at_shutdown(app: FastAPI, http: httpx.AsyncClient) -> None:
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(a: FastAPI) -> AsyncIterator[object]:
-        try:
-            async with inner(a) as state:
-                yield state
-        finally:
-            await http.aclose()
-
-    app.router.lifespan_context = lifespan

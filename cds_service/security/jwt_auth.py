@@ -125,7 +125,9 @@ class ClientAuthenticator:
             raise AuthenticationFailed("jku_not_allowed")
 
         iss = unverified.get("iss")
-        issuer_keys = self._keys.for_issuer(iss) if isinstance(iss, str) else None
+        if not isinstance(iss, str):
+            raise AuthenticationFailed("untrusted_issuer")
+        issuer_keys = self._keys.for_issuer(iss)
         if issuer_keys is None:
             raise AuthenticationFailed("untrusted_issuer")
         try:

@@ -119,7 +119,7 @@ def _insert(dialect: str, table: Any) -> Any:
 class DatabaseReplayCache:
     """(iss, jti) -> a row of `seen_jti` (migration 0002). Shared by all replicas on one database.
 
-    `storage`: the `Storage`, or a function returning it (e.g. `lambda: app.state.storage`), called
+    `storage`: the `Storage`, or a function returning it (e.g. `runtime.current_storage`), called
     on every use because the storage only exists while the app runs.
     """
 
@@ -164,9 +164,10 @@ class DatabaseReplayCache:
         table = SeenJti.__table__
         try:
             async with storage.sessions.begin() as session:
-                result = await session.execute(delete(table).where(table.c.expires_at <= now))
-            if result.rowcount:
-                log.debug("replay cache: %d expired token ids deleted", result.rowcount)
+                result = await session.execute(delete(SeenJti).where(table.c.expires_at <= now))
+            deleted = getattr(result, "rowcount", 0)
+            if deleted:
+                log.debug("replay cache: %d expired token ids deleted", deleted)
         except Exception as exc:  # noqa: BLE001 - clean-up is opportunistic
             log.warning("replay cache: deleting expired token ids failed", extra={"reason": type(exc).__name__})
 

@@ -9,10 +9,10 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from cds_service.clinical.decision import Decision
 from cds_service.protocol.models import Card
+from cds_service.storage.db import Storage
 from cds_service.storage.repository import CardRecord, OverrideMemory, RedFlagRef, recent_override, record_issued_cards
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class CardMemory:
     reaching this process first flushes the queue (`flush()`).
     """
 
-    def __init__(self, storage: Callable[[], Any], linger: float = 0.05):
+    def __init__(self, storage: Callable[[], Storage | None], linger: float = 0.05):
         self._storage = storage  # the app's Storage once started (None before, or when not installed)
         self._linger = linger
         self._queue: list[CardRecord] = []

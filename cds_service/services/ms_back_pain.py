@@ -5,24 +5,18 @@ It composes the layers: patient data (`patient_data.py`) -> facts -> decision ->
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from collections.abc import Callable
-from typing import Any
-
-from pydantic import BaseModel
 
 from cds_service.cards.builder import CardContext, build_card
 from cds_service.clinical.alert_fatigue import quiet_after_override
 from cds_service.clinical.decision import decide
 from cds_service.clinical.extract import extract_facts
-from cds_service.clinical.facts import RuleSettings
 from cds_service.clinical.multiple_sclerosis import ms_findings
 from cds_service.clinical.relevance import RelevanceFilter
-from cds_service.fhir.source import MissingDataFetcher
 from cds_service.gcpause import gc_paused
 from cds_service.protocol.models import CdsRequest, CdsResponse, PatientViewContext, ServiceDescriptor
-from cds_service.services.card_memory import CardMemory
+from cds_service.protocol.service import CdsService
+from cds_service.services.deps import ServiceDeps
 from cds_service.services.patient_data import PatientDataLoader
 
 log = logging.getLogger(__name__)
@@ -30,19 +24,11 @@ log = logging.getLogger(__name__)
 SERVICE_ID = "ms-back-pain-patient-view"
 
 
-class MsBackPainPatientView:
+class MsBackPainPatientView(CdsService[PatientViewContext]):
     context_model = PatientViewContext
 
-    def __init__(
-        self,
-        fetcher: MissingDataFetcher,
-        clock: Callable[[], dt.datetime],
-        card_content: dict[str, Any],
-        rules: RuleSettings = RuleSettings(),
-        smart_app: tuple[str, str] | None = None,
-        memory: CardMemory | None = None,
-    ):
-        self._data = PatientDataLoader(fetcher)
+    def __init__(self, deps: ServiceDeps):
+        self._data = PatientDataLoader(deps.fetcher)
         self.descriptor = ServiceDescriptor(
             hook="patient-view",
             id=SERVICE_ID,
@@ -59,12 +45,11 @@ class MsBackPainPatientView:
                 "Missing prefetch that cannot be read otherwise is answered with HTTP 412."
             ),
         )
-        self._clock, self._content = clock, card_content
+        self._clock, self._content = deps.clock, deps.card_content
         self._relevance = RelevanceFilter.from_value_sets()
-        self._rules, self._smart_app, self._memory = rules, smart_app, memory
+        self._rules, self._smart_app, self._memory = deps.rules, deps.smart_app, deps.memory
 
-    async def handle(self, request: CdsRequest, context: BaseModel) -> CdsResponse:
-        assert isinstance(context, PatientViewContext)
+    async def handle(self, request: CdsRequest, context: PatientViewContext) -> CdsResponse:
         patient_id = context.patientId
         now = self._clock()
         data = await self._data.load(

@@ -5,24 +5,18 @@ patient-view service (one code path), plus what the selected (order-select) or a
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from collections.abc import Callable
 from typing import Any
-
-from pydantic import BaseModel
 
 from cds_service.cards.builder import CardContext
 from cds_service.cards.order_cards import build_order_card
 from cds_service.clinical.decision import decide
 from cds_service.clinical.extract import extract_facts
-from cds_service.clinical.facts import RuleSettings
 from cds_service.clinical.multiple_sclerosis import ms_findings
 from cds_service.clinical.order_rules import advise_orders
 from cds_service.clinical.orders import DraftOrder, classify_order, order_reason_findings, reason_conditions
 from cds_service.clinical.relevance import RelevanceFilter
 from cds_service.fhir.parse import parse_resource
-from cds_service.fhir.source import MissingDataFetcher
 from cds_service.gcpause import gc_paused
 from cds_service.protocol.models import (
     CdsRequest,
@@ -31,7 +25,8 @@ from cds_service.protocol.models import (
     OrderSignContext,
     ServiceDescriptor,
 )
-from cds_service.services.card_memory import CardMemory
+from cds_service.protocol.service import CdsService, ContextT
+from cds_service.services.deps import ServiceDeps
 from cds_service.services.patient_data import PatientDataLoader
 
 log = logging.getLogger(__name__)
@@ -65,52 +60,44 @@ def _draft_resources(context: OrderSignContext) -> dict[str, tuple[Any, dict[str
     return drafts
 
 
-class MsBackPainOrders:
-    """One class, two services: order-select speaks about the selections, order-sign about all drafts."""
+class _MsBackPainOrders(CdsService[ContextT]):
+    """What both order services share; order-select speaks about the selections, order-sign about all drafts."""
 
-    def __init__(
-        self,
-        hook: str,
-        fetcher: MissingDataFetcher,
-        clock: Callable[[], dt.datetime],
-        card_content: dict[str, Any],
-        rules: RuleSettings = RuleSettings(),
-        smart_app: tuple[str, str] | None = None,
-        memory: CardMemory | None = None,
-    ):
-        if hook not in ("order-select", "order-sign"):
-            raise ValueError(hook)
-        self._data = PatientDataLoader(fetcher)
-        self._selected_only = hook == "order-select"
-        self.context_model = OrderSelectContext if self._selected_only else OrderSignContext
+    def __init__(self, deps: ServiceDeps, hook: str, service_id: str, which_orders: str):
+        self._data = PatientDataLoader(deps.fetcher)
         self.descriptor = ServiceDescriptor(
             hook=hook,
-            id=ORDER_SELECT_ID if self._selected_only else ORDER_SIGN_ID,
+            id=service_id,
             title="MS back pain: imaging and analgesic orders",
             description=(
-                "For a patient with multiple sclerosis and back pain: warns when "
-                + ("the selected order" if self._selected_only else "a draft order")
-                + " images only the lumbar spine (suggests cervical and thoracic MRI, or replaces an X-ray / CT), "
+                f"For a patient with multiple sclerosis and back pain: warns when {which_orders} images only the "
+                "lumbar spine (suggests cervical and thoracic MRI, or replaces an X-ray / CT), "
                 "when a spinal MRI lacks the without-and-with contrast protocol (suggests the update), and when an "
                 "NSAID or opioid is ordered for pain that may be central."
             ),
             prefetch=self._data.templates,
             usageRequirements="Needs the patient's Conditions; once MS is found, also Observations and ImagingStudies.",
         )
-        self._clock, self._content, self._rules, self._smart_app = clock, card_content, rules, smart_app
-        self._memory = memory
+        self._clock, self._content, self._rules, self._smart_app = (
+            deps.clock,
+            deps.card_content,
+            deps.rules,
+            deps.smart_app,
+        )
+        self._memory = deps.memory
         self._relevance = RelevanceFilter.from_value_sets()
 
-    async def handle(self, request: CdsRequest, context: BaseModel) -> CdsResponse:
-        assert isinstance(context, OrderSignContext)
+    async def _advise(
+        self, request: CdsRequest, context: OrderSignContext, selections: list[str] | None
+    ) -> CdsResponse:
+        """Cards for the orders named by `selections` (None: every draft)."""
         now = self._clock()
         drafts = _draft_resources(context)
-        if self._selected_only:
-            assert isinstance(context, OrderSelectContext)
-            unknown = [ref for ref in context.selections if ref not in drafts]
+        if selections is not None:
+            unknown = [ref for ref in selections if ref not in drafts]
             if unknown:
                 log.warning("order-select: %d selections name no readable draft order; ignored", len(unknown))
-            targets = [drafts[ref][0] for ref in context.selections if ref in drafts]
+            targets = [drafts[ref][0] for ref in selections if ref in drafts]
         else:
             targets = [model for model, _ in drafts.values()]
         orders = [
@@ -154,3 +141,23 @@ class MsBackPainOrders:
                 cards, decision, self.descriptor.id, request.hookInstance, context.patientId, now
             )
         return CdsResponse(cards=cards)
+
+
+class MsBackPainOrderSelect(_MsBackPainOrders[OrderSelectContext]):
+    context_model = OrderSelectContext
+
+    def __init__(self, deps: ServiceDeps):
+        super().__init__(deps, "order-select", ORDER_SELECT_ID, "the selected order")
+
+    async def handle(self, request: CdsRequest, context: OrderSelectContext) -> CdsResponse:
+        return await self._advise(request, context, selections=context.selections)
+
+
+class MsBackPainOrderSign(_MsBackPainOrders[OrderSignContext]):
+    context_model = OrderSignContext
+
+    def __init__(self, deps: ServiceDeps):
+        super().__init__(deps, "order-sign", ORDER_SIGN_ID, "a draft order")
+
+    async def handle(self, request: CdsRequest, context: OrderSignContext) -> CdsResponse:
+        return await self._advise(request, context, selections=None)

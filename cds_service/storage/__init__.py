@@ -1,13 +1,13 @@
 """Persistence: cards issued, CDS Hooks feedback on them, and the override memory read from both.
 
-Wiring: `install_storage(app, StorageSettings())` after `create_app()`; the storage is then
-`app.state.storage` while the app runs. Migrations: `upgrade_database(url)`.
+Wiring: `create_app(storage=StorageSettings(...))` opens it at start-up (`open_storage`) and closes it
+at shutdown (cds_service/runtime.py). Migrations: `upgrade_database(url)`.
 """
 
 from __future__ import annotations
 
 from cds_service.storage import replay_model as _replay_model  # noqa: F401  (registers seen_jti)
-from cds_service.storage.db import PatientHasher, Storage, install_storage, open_storage
+from cds_service.storage.db import PatientHasher, Storage, open_storage
 from cds_service.storage.migrations import upgrade_database
 from cds_service.storage.repository import (
     CardRecord,
@@ -30,7 +30,6 @@ __all__ = [
     "RedFlagRef",
     "Storage",
     "StorageSettings",
-    "install_storage",
     "open_storage",
     "record_feedback",
     "record_issued_cards",

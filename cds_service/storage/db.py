@@ -1,4 +1,4 @@
-"""Engine and session factory: opened at start-up, disposed at shutdown, kept in `app.state.storage`.
+"""Engine and session factory: opened at start-up, disposed at shutdown, held by the app's `Runtime`.
 
 Async SQLAlchemy: the service is async end to end (the hook call awaits FHIR reads on a ~500 ms
 budget), so the database is awaited on the same event loop rather than occupying the shared thread
@@ -9,15 +9,12 @@ and the sync one Alembic uses, so one PostgreSQL driver is installed, not two.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import (
@@ -176,25 +173,3 @@ async def open_storage(settings: StorageSettings | None = None) -> Storage:
         settings=settings,
         reader=create_sqlite_reader(settings.database_url),
     )
-
-
-def install_storage(app: FastAPI, settings: StorageSettings | None = None) -> None:
-    """Open the storage when `app` starts (as `app.state.storage`) and dispose it when it stops.
-
-    Wraps the app's existing lifespan, so it can be called after `create_app()`; the storage is
-    open before the app's own start-up runs and closed after its shutdown.
-    """
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(the_app: FastAPI) -> AsyncIterator[Any]:
-        storage = await open_storage(settings)
-        the_app.state.storage = storage
-        try:
-            async with inner(the_app) as state:
-                yield state
-        finally:
-            the_app.state.storage = None
-            await storage.close()
-
-    app.router.lifespan_context = lifespan

@@ -158,7 +158,7 @@ def _fill_feedback_patient_hash(card_uuids: list[str]) -> Any:
     f, c = Feedback.__table__.c, IssuedCard.__table__.c
     same_card = and_(c.card_uuid == f.card_uuid, c.service_id == f.service_id)
     return (
-        update(Feedback.__table__)
+        update(Feedback)
         .where(f.patient_hash.is_(None), f.card_uuid.in_(card_uuids), exists().where(same_card))
         .values(patient_hash=select(c.patient_hash).where(same_card).scalar_subquery())
     )

@@ -30,6 +30,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from cds_service.app import create_app
+from cds_service.runtime import runtime_of
 from cds_service.security import AuthSettings, InMemoryReplayCache, TrustedIssuer, install_client_auth
 from cds_service.security.jwks import parse_jwks
 from cds_service.settings import Settings
@@ -220,7 +221,7 @@ def test_jku_on_the_allowlist_is_used(env: Env) -> None:
 
 
 def test_identity_is_available_to_the_app(env: Env) -> None:
-    authenticator = env.client.app.state.client_authenticator
+    authenticator = runtime_of(env.client.app).client_authenticator
     identity = asyncio.run(authenticator.verify(f"Bearer {env.token()}", AUD))
     assert (identity.iss, identity.kid, identity.alg, identity.tenant) == (ISS_A, "a-1", "ES384", "org-1")
 

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
 from cds_service.app import create_app
+from cds_service.runtime import runtime_of
 from cds_service.settings import Settings
 from cds_service.storage import (
     CardRecord,
@@ -181,8 +182,8 @@ async def service(database: Database) -> AsyncIterator[Service]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://cds.test") as client:
-            yield Service(app, client, app.state.storage, database)
-    assert app.state.storage is None  # disposed at shutdown
+            yield Service(app, client, runtime_of(app).storage, database)
+    assert runtime_of(app).storage is None  # disposed at shutdown
 
 
 def card_record(
@@ -692,7 +693,7 @@ async def test_start_up_migrates_and_warns_about_the_development_key(
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cds.test") as client:
                 assert_ok(await client.post(FEEDBACK_URL, json={"feedback": [GOOD]}))
     assert "CDS_PATIENT_HASH_KEY is not set" in caplog.text
-    assert app.state.storage is None
+    assert runtime_of(app).storage is None
 
 
 @pytest.mark.anyio
@@ -709,10 +710,10 @@ def test_asgi_lifespan_opens_and_closes_the_storage(databases: Databases) -> Non
 
     app = create_app(clock=lambda: NOW, auth=NO_AUTH, storage=storage_settings(databases.new("sqlite")))
     with TestClient(app) as client:
-        assert isinstance(app.state.storage, Storage)
+        assert isinstance(runtime_of(app).storage, Storage)
         response = client.post(FEEDBACK_URL, json={"feedback": [GOOD]})
         assert response.status_code == 200 and response.json() == {}
-    assert app.state.storage is None
+    assert runtime_of(app).storage is None
 
 
 @pytest.mark.anyio
