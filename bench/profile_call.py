@@ -130,7 +130,7 @@ class GcTimer:
 # that no longer exists is reported as "not found". (module, attribute, label, top-level stage?)
 STAGES: list[tuple[str, str, str, bool]] = [
     ("cds_service.protocol.body", "read_limited_body", "read the request body", True),
-    ("cds_service.protocol.body", "parse_json_object", "parse JSON (orjson) + nesting-depth check", True),
+    ("cds_service.protocol.body", "parse_json_object", "parse the JSON envelope (prefetch left undecoded)", True),
     (
         "cds_service.jsonlimits",
         "nested_deeper_than",
@@ -138,14 +138,10 @@ STAGES: list[tuple[str, str, str, bool]] = [
         False,
     ),
     ("cds_service.protocol.models", "CdsRequest.model_validate", "validate the CDS Hooks request (pydantic)", True),
-    ("cds_service.fhir.prefetch", "read_prefetch", "prefetch -> FHIR models (read_prefetch)", True),
-    (
-        "cds_service.clinical.relevance",
-        "RelevanceFilter.select",
-        "of which the relevance filter on raw resources",
-        False,
-    ),
-    ("cds_service.fhir.fast", "read_plain", "of which the fast reader (read_plain; its refusals included)", False),
+    ("cds_service.fhir.prefetch", "read_prefetch", "prefetch -> typed resources (read_prefetch)", True),
+    ("cds_service.fhir.decode", "typed_value", "of which typed decoding of each prefetch value", False),
+    ("cds_service.clinical.relevance", "RelevanceFilter.keep", "of which the relevance filter", False),
+    ("cds_service.fhir.schema", "conforms", "of which the conformance check of the resources kept", False),
     (
         "cds_service.fhir.parse",
         "parse_resource",

@@ -16,8 +16,6 @@ runs meanwhile.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 
 def freeze_start_up_objects() -> int:
@@ -26,14 +24,3 @@ def freeze_start_up_objects() -> int:
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Any
 
 from cds_service.clinical.facts import Evidence
 from cds_service.clinical.text import affirmed_phrase
-from cds_service.clinical.valuesets import Concept, system_name
+from cds_service.clinical.valuesets import Concept, ConceptIndex, system_name
 
 
 def codings(concept: Any) -> list[Any]:
@@ -77,38 +78,29 @@ def to_date(value: Any) -> dt.date | None:
     return None
 
 
-def first_date(*values: Any) -> dt.date | None:
-    for value in values:
-        date = to_date(value)
-        if date is not None:
-            return date
-    return None
-
-
 def period_start(period: Any) -> Any:
     return getattr(period, "start", None) if period is not None else None
 
 
+# When a finding started or was observed, per resource type: the first of these elements that holds a
+# date (onset, else effective time, else when it was recorded). The one clinical-date order.
+CLINICAL_DATE_ORDER: dict[str, tuple[str, ...]] = {
+    "Condition": ("onsetDateTime", "onsetPeriod", "recordedDate"),
+    "Observation": ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued"),
+    "ImagingStudy": ("started",),
+    "MedicationRequest": ("authoredOn",),
+    "MedicationStatement": ("effectiveDateTime", "effectivePeriod", "dateAsserted"),
+    "ServiceRequest": ("authoredOn",),
+}
+
+
 def clinical_date(resource: Any) -> dt.date | None:
-    """When a finding started or was observed: onset, else effective time, else when it was recorded."""
-    rt = resource.get_resource_type()
-    if rt == "Condition":
-        return first_date(resource.onsetDateTime, period_start(resource.onsetPeriod), resource.recordedDate)
-    if rt == "Observation":
-        return first_date(
-            resource.effectiveDateTime,
-            period_start(resource.effectivePeriod),
-            resource.effectiveInstant,
-            resource.issued,
-        )
-    if rt == "ImagingStudy":
-        return to_date(resource.started)
-    if rt == "MedicationRequest":
-        return to_date(resource.authoredOn)
-    if rt == "MedicationStatement":
-        return first_date(resource.effectiveDateTime, period_start(resource.effectivePeriod), resource.dateAsserted)
-    if rt in ("ServiceRequest",):
-        return to_date(resource.authoredOn)
+    """When a finding started or was observed (CLINICAL_DATE_ORDER; a Period counts by its start)."""
+    for name in CLINICAL_DATE_ORDER.get(resource.get_resource_type(), ()):
+        value = getattr(resource, name)
+        date = to_date(period_start(value) if name.endswith("Period") else value)
+        if date is not None:
+            return date
     return None
 
 
@@ -143,6 +135,31 @@ def text_match(texts_seen: list[str], concept: Concept) -> str | None:
         if affirmed_phrase(text, concept.text):
             return f'text "{text}"'
     return None
+
+
+def add_coded(found: dict[str, str], index: ConceptIndex, codings_seen: list[Any]) -> None:
+    """Record, for each concept of `index` not yet in `found`, the first of `codings_seen` it names."""
+    for coding in codings_seen:
+        for key in index.coded(coding.system, coding.code):
+            if key not in found:
+                display = index.by_key[key].codes.get((coding.system, coding.code)) or coding.display
+                found[key] = describe_code(coding.system, coding.code, display)
+
+
+def add_named(
+    found: dict[str, str],
+    index: ConceptIndex,
+    texts_seen: list[str],
+    affirms: Callable[[str, Concept], bool] | None = None,
+) -> None:
+    """Record, for each concept of `index` not yet in `found`, the first of `texts_seen` that affirms
+    one of its phrases (`affirms` decides when given)."""
+    for text in texts_seen:
+        for concept in index.named_in(text):
+            if concept.key in found:
+                continue
+            if affirms(text, concept) if affirms is not None else affirmed_phrase(text, concept.text):
+                found[concept.key] = f'text "{text}"'
 
 
 def match_codes(concept_value: Any, concept: Concept) -> str | None:

@@ -1,294 +1,125 @@
-"""Which raw resources the rules could possibly use: a cheap test run on the JSON *before* the
-expensive `fhir.resources` validation, so a long record (thousands of vital signs and lab results)
-costs little. It must never drop a resource a rule could use: it is a superset of the rules.
+"""Which resources the rules could possibly use: a cheap test on each decoded resource, so a long
+record (thousands of vital signs and lab results) goes no further than the decoder (not even to the
+conformance check). It must never drop a resource a rule could use, so it is a superset of the rules
+by construction:
 
-Kept: every Condition, ImagingStudy and Medication (few, and read by several rules); a
-MedicationRequest / MedicationStatement whose drug could be an NSAID or opioid (or is referenced);
-an Observation that carries a code or phrase of any finding the rules know (any date), or a chief
-complaint / pain score / pain location inside the look-back window (the only rule reading those is
-the back-pain rule, which only counts them inside the window). No rule reads the Patient resource.
+* what it reads is what the rules read: every element declared for the resource type in the
+  reading contract (fhir/schema.py), walked generically; there is no list of elements here;
+* what it looks for is what the rules can recognise: any code, ICD-10 prefix or phrase of the value
+  sets the rules match at any date (FINDINGS), and the codes of the observations that only the
+  back-pain rule reads, and only inside the look-back window (WINDOWED: chief complaint, pain score,
+  pain location), dated by the rules' own clinical-date order (reading.clinical_date).
+
+Kept: every Condition, ImagingStudy and Medication (few, and read by several rules); an
+Observation, MedicationRequest or MedicationStatement that names a finding anywhere in what is
+declared of it, or (a medication) names its drug by reference; an Observation with a windowed code
+dated inside the window (or undated). No rule reads the Patient resource. A resource the typed
+decoder left to fhir.resources is always kept.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+import msgspec
+
 from cds_service.clinical import valuesets
-from cds_service.clinical.reading import to_date, within_days
+from cds_service.clinical.reading import clinical_date, within_days
+from cds_service.fhir import schema
 
-# Every element a rule reads, for the resource types that come in bulk (reading.py and the rules).
-ELEMENTS_READ = {
-    "Observation": frozenset(
-        {
-            "resourceType",
-            "id",
-            "status",
-            "code",
-            "subject",
-            "bodySite",
-            "note",
-            "component",
-            "effectiveDateTime",
-            "effectivePeriod",
-            "effectiveInstant",
-            "issued",
-            "valueCodeableConcept",
-            "valueString",
-            "valueBoolean",
-            "valueInteger",
-            "valueQuantity",
-        }
-    ),
-    "ImagingStudy": frozenset(
-        {"resourceType", "id", "status", "subject", "started", "modality", "procedureCode", "description", "series"}
-    ),
-    # Every onset[x] and abatement[x] stays, read or not: two of one kind make the resource invalid.
-    "Condition": frozenset(
-        {
-            "resourceType",
-            "id",
-            "clinicalStatus",
-            "verificationStatus",
-            "code",
-            "bodySite",
-            "subject",
-            "note",
-            "recordedDate",
-            "onsetDateTime",
-            "onsetAge",
-            "onsetPeriod",
-            "onsetRange",
-            "onsetString",
-            "abatementDateTime",
-            "abatementAge",
-            "abatementPeriod",
-            "abatementRange",
-            "abatementString",
-        }
-    ),
-    # intent is not read but required (1..1); a contained Medication may name the drug.
-    "MedicationRequest": frozenset(
-        {
-            "resourceType",
-            "id",
-            "status",
-            "intent",
-            "subject",
-            "authoredOn",
-            "dosageInstruction",
-            "medicationCodeableConcept",
-            "medicationReference",
-            "contained",
-        }
-    ),
-    "MedicationStatement": frozenset(
-        {
-            "resourceType",
-            "id",
-            "status",
-            "subject",
-            "effectiveDateTime",
-            "effectivePeriod",
-            "dateAsserted",
-            "dosage",
-            "medicationCodeableConcept",
-            "medicationReference",
-            "contained",
-        }
-    ),
-}
-IMAGING_SERIES_ELEMENTS_READ = frozenset({"uid", "modality", "bodySite", "description"})
-DOSAGE_ELEMENTS_READ = frozenset({"text", "route"})
-_NESTED_READ = (
-    ("series", IMAGING_SERIES_ELEMENTS_READ),
-    ("dosageInstruction", DOSAGE_ELEMENTS_READ),
-    ("dosage", DOSAGE_ELEMENTS_READ),
-)
+FINDINGS = ("multiple_sclerosis", "back_pain", "red_flags", "cord_features", "mechanical_pattern", "analgesics")
+WINDOWED = ("observation_codes",)
 FINDING, WINDOW = 1, 2
-_MEMO_LIMIT = 20_000
 _ALWAYS = frozenset({"Condition", "ImagingStudy", "Medication"})
-_FINDING_SETS = ("multiple_sclerosis", "back_pain", "red_flags", "cord_features", "mechanical_pattern")
-_EXTRA_PHRASES = (("cord_features", "shockText"), ("mechanical_pattern", "poorResponseText"))
+_NEVER = frozenset({"Patient"})
+_MEMO_LIMIT = 20_000
 
 
-def _codings(concept: Any) -> list[Any]:
-    if isinstance(concept, dict):
-        codings = concept.get("coding")
-        return codings if isinstance(codings, list) else []
-    return []
+def _worth_reading(hint: Any) -> bool:
+    """A declared element that can name something: human-written text (FHIR `string`), or a complex
+    element or an array (read further down). Not ids, codes without a system, dates, numbers."""
+    if hint in (schema.String, schema.String | None):
+        return True
+    return any(
+        typing.get_origin(arg) is tuple or (isinstance(arg, type) and issubclass(arg, msgspec.Struct))
+        for arg in (typing.get_args(hint) if typing.get_origin(hint) is not tuple else (hint,))
+    ) or (isinstance(hint, type) and issubclass(hint, msgspec.Struct))
 
 
-def _text_of(concept: Any, out: list[str]) -> None:
-    if isinstance(concept, dict):
-        if isinstance(concept.get("text"), str):
-            out.append(concept["text"])
-        for coding in _codings(concept):
-            if isinstance(coding, dict) and isinstance(coding.get("display"), str):
-                out.append(coding["display"])
+@cache
+def _elements_read(cls: type[msgspec.Struct]) -> tuple[str, ...]:
+    """The elements of a declaration worth reading, from its types."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return tuple(name for name in cls.__struct_fields__ if _worth_reading(hints[name]))
 
 
 @dataclass(frozen=True)
 class RelevanceFilter:
-    finding_codes: frozenset[tuple[str, str]]
-    icd10_prefixes: tuple[str, ...]
-    finding_text: valuesets.PhraseGate
-    window_codes: frozenset[tuple[str, str]]  # chief complaint, pain score, pain location
-    drug_codes: frozenset[tuple[str, str]]
-    drug_text: valuesets.PhraseGate
+    findings: valuesets.Vocabulary
+    windowed: valuesets.Vocabulary
 
     @classmethod
     def from_value_sets(cls) -> RelevanceFilter:
-        codes: set[tuple[str, str]] = set()
-        prefixes: set[str] = set()
-        phrases: list[str] = []
-        for name in _FINDING_SETS:
-            doc = valuesets.load(name)
-            for concept in doc.get("concepts", {}).values():
-                codes |= {(c["system"], c["code"]) for c in concept.get("codes", [])}
-                prefixes |= {valuesets.normalise_icd10(p) for p in concept.get("icd10Prefixes", [])}
-                phrases += concept.get("text", [])
-        for name, element in _EXTRA_PHRASES:
-            phrases += valuesets.load(name).get(element, [])
-        window = {
-            (c["system"], c["code"])
-            for concept in valuesets.load("observation_codes")["concepts"].values()
-            for c in concept["codes"]
-        }
-        analgesics = valuesets.load("analgesics")
-        drug_codes = {(c["system"], c["code"]) for concept in analgesics["concepts"].values() for c in concept["codes"]}
-        drug_codes |= {(p["system"], p["code"]) for p in analgesics["products"]}
-        drug_phrases = [t for concept in analgesics["concepts"].values() for t in concept["text"]]
-        finding_text = valuesets.PhraseGate.of(phrases)
-        drug_text = valuesets.PhraseGate.of(drug_phrases)
-        assert finding_text is not None and drug_text is not None
-        return cls(
-            frozenset(codes), tuple(sorted(prefixes)), finding_text, frozenset(window), frozenset(drug_codes), drug_text
-        )
+        return cls(valuesets.vocabulary(*FINDINGS), valuesets.vocabulary(*WINDOWED))
 
-    def _has_finding_code(self, codings: list[Any]) -> bool:
-        for coding in codings:
-            if not isinstance(coding, dict):
-                continue
-            system, code = coding.get("system"), coding.get("code")
-            if code is None:
-                continue
-            code = str(code)
-            if (system, code) in self.finding_codes:
-                return True
-            if valuesets.is_icd10_system(system) and valuesets.normalise_icd10(code).startswith(self.icd10_prefixes):
-                return True
-        return False
+    def selector(self, now: dt.date, lookback_days: int) -> Callable[[Any], bool]:
+        """`keep` for one request, with that request's memory of the elements already judged: a long
+        record repeats the same few codes thousands of times (nothing read from a patient's record
+        outlives the call)."""
+        memo: dict[Any, int] = {}
+        return lambda resource: self.keep(resource, now, lookback_days, memo)
 
-    def _medication(self, raw: dict[str, Any]) -> bool:
-        if "medicationReference" in raw:
-            return True  # the drug is elsewhere: keep it, the rule resolves the reference
-        concept = raw.get("medicationCodeableConcept")
-        for coding in _codings(concept):
-            if isinstance(coding, dict) and (coding.get("system"), str(coding.get("code"))) in self.drug_codes:
-                return True
-        texts: list[str] = []
-        _text_of(concept, texts)
-        return bool(texts) and self.drug_text.search(" | ".join(texts))
-
-    def _concept_flags(self, concept: Any, memo: dict[tuple[Any, ...], int], codes_count: bool = True) -> int:
-        """FINDING | WINDOW for one CodeableConcept. A long record repeats the same few codes
-        thousands of times, so the answer is remembered per distinct concept (for one request only:
-        nothing read from a patient's record outlives the call)."""
-        if not isinstance(concept, dict):
-            return 0
-        codings = _codings(concept)
-        key = (
-            codes_count,
-            concept.get("text"),
-            tuple(
-                (c.get("system"), str(c.get("code")), c.get("display")) if isinstance(c, dict) else None
-                for c in codings
-            ),
-        )
-        flags = memo.get(key)
-        if flags is None:
-            flags = 0
-            if codes_count and self._has_finding_code(codings):
-                flags |= FINDING
-            texts: list[str] = []
-            _text_of(concept, texts)
-            if texts and self.finding_text.search(" | ".join(texts)):
-                flags |= FINDING
-            if codes_count and any(
-                isinstance(c, dict) and (c.get("system"), str(c.get("code"))) in self.window_codes for c in codings
-            ):
-                flags |= WINDOW
-            if len(memo) > _MEMO_LIMIT:
-                memo.clear()
-            memo[key] = flags
-        return flags
-
-    def _observation(
-        self, raw: dict[str, Any], now: dt.date, lookback_days: int, memo: dict[tuple[Any, ...], int]
-    ) -> bool:
-        flags = self._concept_flags(raw.get("code"), memo) | self._concept_flags(raw.get("valueCodeableConcept"), memo)
-        flags |= self._concept_flags(raw.get("bodySite"), memo, codes_count=False)  # a body site is not a finding
-        texts: list[str] = []
-        for component in raw.get("component") or []:
-            if isinstance(component, dict):
-                flags |= self._concept_flags(component.get("code"), memo) | self._concept_flags(
-                    component.get("valueCodeableConcept"), memo
-                )
-                if isinstance(component.get("valueString"), str):
-                    texts.append(component["valueString"])
+    def keep(self, resource: Any, now: dt.date, lookback_days: int, memo: dict[Any, int] | None = None) -> bool:
+        if not isinstance(resource, schema.Resource):
+            return True  # read by fhir.resources: rare, and never dropped
+        resource_type = resource.get_resource_type()
+        if resource_type in _ALWAYS:
+            return True
+        if resource_type in _NEVER:
+            return False
+        if getattr(resource, "medicationReference", None) is not None:
+            return True  # the drug is elsewhere: the rule resolves the reference
+        flags = self._flags(resource, memo if memo is not None else {})
         if flags & FINDING:
             return True
-        if isinstance(raw.get("valueString"), str):
-            texts.append(raw["valueString"])
-        texts += [n["text"] for n in raw.get("note") or [] if isinstance(n, dict) and isinstance(n.get("text"), str)]
-        if texts and self.finding_text.search(" | ".join(texts)):
-            return True
         if flags & WINDOW:
-            period = raw.get("effectivePeriod")
-            start = period.get("start") if isinstance(period, dict) else None
-            raw_date = raw.get("effectiveDateTime") or start or raw.get("effectiveInstant") or raw.get("issued")
-            date = to_date(raw_date) if isinstance(raw_date, str) else None
+            date = clinical_date(resource)
             return date is None or within_days(date, now, lookback_days)
         return False
 
-    def selector(self, now: dt.date, lookback_days: int) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
-        """`select` for one request (with that request's memory of the concepts already judged)."""
-        memo: dict[tuple[Any, ...], int] = {}
-        return lambda raw: self.select(raw, now, lookback_days, memo)
+    def _flags(self, struct: msgspec.Struct, memo: dict[Any, int]) -> int:
+        """FINDING | WINDOW for what is declared of `struct`, at any depth."""
+        flags = 0
+        if isinstance(struct, schema.Coding):
+            flags |= FINDING if self.findings.names_code(struct.system, struct.code) else 0
+            flags |= WINDOW if self.windowed.names_code(struct.system, struct.code) else 0
+        for name in _elements_read(type(struct)):
+            value = getattr(struct, name)
+            if value is None:
+                continue
+            if type(value) is tuple:
+                for item in value:
+                    flags |= self._judged(item, memo)
+            else:
+                flags |= self._judged(value, memo)
+            if flags & FINDING:
+                return flags
+        return flags
 
-    def select(
-        self, raw: dict[str, Any], now: dt.date, lookback_days: int, memo: dict[tuple[Any, ...], int] | None = None
-    ) -> dict[str, Any] | None:
-        """The part of `raw` worth validating, or None when no rule can use the resource.
-
-        Observations, Conditions and ImagingStudies are cut down to the elements the rules read
-        (narrative, performer, encounter, reference ranges, image instances ... are left out):
-        validating less is faster and changes no decision."""
-        if not self.keep(raw, now, lookback_days, memo if memo is not None else {}):
-            return None
-        elements = ELEMENTS_READ.get(raw.get("resourceType", ""))
-        if elements is None:
-            return raw
-        trimmed = {k: v for k, v in raw.items() if k in elements}
-        for name, kept in _NESTED_READ:
-            if name in trimmed and isinstance(trimmed[name], list):  # e.g. not the (many) instances of a series
-                trimmed[name] = [
-                    {k: v for k, v in item.items() if k in kept} if isinstance(item, dict) else item
-                    for item in trimmed[name]
-                ]
-        return trimmed
-
-    def keep(
-        self, raw: dict[str, Any], now: dt.date, lookback_days: int, memo: dict[tuple[Any, ...], int] | None = None
-    ) -> bool:
-        resource_type = raw.get("resourceType")
-        if resource_type in _ALWAYS:
-            return True
-        if resource_type == "Observation":
-            return self._observation(raw, now, lookback_days, memo if memo is not None else {})
-        if resource_type in ("MedicationRequest", "MedicationStatement"):
-            return self._medication(raw)
-        return False
+    def _judged(self, value: Any, memo: dict[Any, int]) -> int:
+        """The flags of one element (a Struct, or a text), remembered per distinct value."""
+        flags = memo.get(value)
+        if flags is None:
+            if isinstance(value, msgspec.Struct):
+                flags = self._flags(value, memo)
+            else:
+                flags = FINDING if self.findings.names_in(value) else 0
+            if len(memo) > _MEMO_LIMIT:
+                memo.clear()
+            memo[value] = flags
+        return flags

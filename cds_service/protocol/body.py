@@ -1,7 +1,7 @@
 """Reading a request body safely: a size limit, JSON parsing, a nesting-depth limit.
 
-Too large -> 413; not JSON, not an object, or nested deeper than the limit -> 400 (orjson itself
-refuses more than 1024 levels). Nothing here can
+Too large -> 413; not JSON, not an object, or nested deeper than the limit -> 400 (the JSON decoder
+itself refuses about 1,000 levels). Nothing here can
 hang on a slow or endless body beyond the server's own timeouts: we stop reading at the limit.
 """
 
@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
+import msgspec
 from fastapi import Request
 
-from cds_service.gcpause import gc_paused
 from cds_service.jsonlimits import nested_deeper_than
 from cds_service.protocol.errors import CdsError
 
@@ -39,22 +38,40 @@ def _too_large(max_bytes: int) -> CdsError:
     return CdsError(413, "payload_too_large", f"The request body is larger than {max_bytes} bytes.")
 
 
+_MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_VALUES_BY_KEY = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
 def parse_json_object(body: bytes, max_depth: int, checked_later: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The body as a JSON object, or a 400.
 
-    Members named in `checked_later` (a large `prefetch`) are not walked here: the data layer
-    checks the depth of each resource it reads, and never reads the others; walking thousands of
-    resources twice would cost more than the rest of the call."""
+    Members named in `checked_later` (a large `prefetch`) are checked for JSON syntax but not
+    decoded here: an object member stays an object of undecoded values (`msgspec.Raw`), each
+    decoded by the data layer when, and only if, it reads that key (fhir/decode.py), into the
+    elements it reads. Decoding thousands of resources into dicts first would cost more than the
+    rest of the call."""
     if not body.strip():
         raise CdsError(400, "invalid_json", "The request body is empty; a JSON object is expected.")
     try:
-        with gc_paused():
-            value = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        members = _MEMBERS.decode(body)
+    except msgspec.ValidationError:
+        raise CdsError(400, "invalid_request", "The request body must be a JSON object.") from None
+    except (msgspec.DecodeError, RecursionError):
         raise CdsError(400, "invalid_json", "The request body is not valid JSON.") from None
-    if not isinstance(value, dict):
-        raise CdsError(400, "invalid_request", "The request body must be a JSON object.")
-    envelope = {k: v for k, v in value.items() if k not in checked_later} if checked_later else value
-    if nested_deeper_than(envelope, max_depth):
-        raise CdsError(400, "too_deeply_nested", f"The request body is nested deeper than {max_depth} levels.")
+    value: dict[str, Any] = {}
+    for name, raw in members.items():
+        if name in checked_later:
+            value[name] = _undecoded_object(raw)
+        else:
+            value[name] = msgspec.json.decode(raw)
+            if nested_deeper_than(value[name], max_depth - 1):
+                raise CdsError(400, "too_deeply_nested", f"The request body is nested deeper than {max_depth} levels.")
     return value
+
+
+def _undecoded_object(raw: msgspec.Raw) -> Any:
+    """An object as {key: undecoded value}; anything else decoded (the request model then refuses it)."""
+    try:
+        return _VALUES_BY_KEY.decode(raw)
+    except msgspec.ValidationError:
+        return msgspec.json.decode(raw)

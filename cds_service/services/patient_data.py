@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.clinical import valuesets
-from cds_service.fhir.prefetch import PrefetchData, read_prefetch, unusable_keys
+from cds_service.fhir.prefetch import PrefetchData, Select, read_prefetch, unusable_keys
 from cds_service.fhir.source import DataUnavailable, MissingDataFetcher
 from cds_service.protocol.models import CdsRequest
 
@@ -43,7 +43,7 @@ def prefetch_templates() -> dict[str, str]:
 class _Call:
     request: CdsRequest
     patient_id: str
-    select: Callable[[dict[str, Any]], dict[str, Any] | None] | None
+    select: Select | None
 
 
 @dataclass(frozen=True)
@@ -94,13 +94,13 @@ class PatientDataLoader:
         request: CdsRequest,
         patient_id: str,
         has_ms: Callable[[list[Any]], bool],
-        select: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+        select: Select | None = None,
     ) -> PatientData | None:
         """The patient's resources, or None when the Conditions show no MS (`has_ms` decides).
 
         Conditions are read first; the other keys (most of a long record) only once MS is found,
-        so a patient without MS (most patients) costs little. `select` declines (or trims) raw
-        resources before they are validated: see clinical/relevance.py."""
+        so a patient without MS (most patients) costs little. `select` declines resources no rule
+        can use (clinical/relevance.py)."""
         call = _Call(request, patient_id, select)
         later = REQUIRED_WITH_MS + OPTIONAL
         data = read_prefetch(request.prefetch, REQUIRED_ALWAYS, patient_id, WANTED_TYPES, select)

@@ -1,0 +1,70 @@
+"""Decoding derived from the reading contract (`schema.py`): JSON -> typed Structs in one pass.
+
+A prefetch value arrives either as undecoded JSON (`msgspec.Raw`, a slice of the request body: see
+protocol/body.py) or as parsed JSON (a dict, from the FHIR server or a test). Either way it is
+decoded in one pass into a typed `Bundle` / resource, reading only the declared elements and
+skipping everything else unread.
+
+A value that does not fit the declarations as a whole (a resource of an undeclared type in a
+Bundle, a code sent as a number ...) is decoded generically instead, and then each resource on its
+own: under its declaration when it fits, else by `fhir.resources` (parse.py, which repairs what is
+safe to repair and skips what is unreadable). One unreadable resource never costs the others. The
+same holds for a resource that decodes but does not conform (`schema.conforms`: a bad date, a
+second value of a choice element ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from cds_service.fhir.schema import AnyResource, PrefetchValue, Resource, conforms
+
+_VALUE_DECODER = msgspec.json.Decoder(PrefetchValue)
+_DECLINED = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
+
+
+def is_raw(value: Any) -> bool:
+    return isinstance(value, msgspec.Raw)
+
+
+def raw_kind(value: msgspec.Raw) -> str:
+    """The first character of undecoded JSON: '{' for an object, 'n' for null ..."""
+    return memoryview(value)[:1].tobytes().decode("ascii", "replace")
+
+
+def typed_value(value: Any) -> Resource | None:
+    """A prefetch value (undecoded JSON or parsed JSON) as a typed Bundle or resource, or None when
+    it does not fit the declarations as a whole."""
+    try:
+        if isinstance(value, msgspec.Raw):
+            decoded: Resource = _VALUE_DECODER.decode(value)
+        else:
+            decoded = msgspec.convert(value, PrefetchValue)
+    except _DECLINED:
+        return None
+    return decoded
+
+
+def builtin_value(value: Any) -> Any:
+    """A prefetch value as plain JSON data (dicts and lists): for values `typed_value` declined."""
+    if isinstance(value, msgspec.Raw):
+        return msgspec.json.decode(value)
+    return value
+
+
+def decoded_resource(raw: dict[str, Any]) -> Resource | None:
+    """One parsed resource decoded under its type's declaration (not yet checked for conformance),
+    or None (an undeclared type, or JSON types that do not fit)."""
+    try:
+        resource: Resource = msgspec.convert(raw, AnyResource)
+    except _DECLINED:
+        return None
+    return resource
+
+
+def typed_resource(raw: dict[str, Any]) -> Resource | None:
+    """One parsed resource as the typed reader reads it, or None when it leaves it to fhir.resources."""
+    resource = decoded_resource(raw)
+    return resource if resource is not None and conforms(resource) else None
