@@ -584,11 +584,11 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         # 3. per size: sanity + warm-up, then alternating A/B rounds
-        for data, n in cases:
-            body_path = generate.file_for(n) if data == "generated" else real_shaped.file_for(n)
+        for dataset, n in cases:
+            body_path = generate.file_for(n) if dataset == "generated" else real_shaped.file_for(n)
             body = body_path.read_bytes()
-            info: dict[str, Any] = {"bytes": len(body), "apps": {}, "data": data, "size": n}
-            per_size[(data, n)] = info
+            info: dict[str, Any] = {"bytes": len(body), "apps": {}, "data": dataset, "size": n}
+            per_size[(dataset, n)] = info
             for s in servers.values():
                 s.reset_peak()
             warm: dict[str, float] = {}
@@ -608,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
                     expected = manifest.get("expected_indicator", "critical")
                     if app_info["cards"] != [expected]:
                         print(
-                            f"  WARNING: {data} {n} resources: service returned cards {app_info['cards']}, expected "
+                            f"  WARNING: {dataset} {n} resources: service returned cards {app_info['cards']}, expected "
                             f"[{expected!r}] (the anchor date may be too old: --regenerate)"
                         )
                 # Warm-up: more calls until warm_s has passed (none more when the check call took that long).
@@ -629,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  WARNING: the service skipped or repaired data: {skipped[-1][:200]}")
             est = plan.rounds * sum(sum(d for _, _, d in info["apps"][a]["phases"]) for a in APPS)
             print(
-                f"\n{data} {n} resources ({len(body) / 1e6:.2f} MB): "
+                f"\n{dataset} {n} resources ({len(body) / 1e6:.2f} MB): "
                 f"warm call service {warm['service'] * 1000:.1f} ms, "
                 f"ceiling {warm['ceiling'] * 1000:.1f} ms; {plan.rounds} rounds, ~{est} s of load "
                 f"(elapsed so far {time.monotonic() - t_start:.0f} s)"
@@ -650,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
                         rps = res["requests"] / (res["duration_us"] / 1e6) if res["duration_us"] else 0.0
                         errors = sum(res["errors"].values()) + res["non_200"]
                         run = {
-                            "data": data,
+                            "data": dataset,
                             "size": n,
                             "app": name,
                             "round": r,
