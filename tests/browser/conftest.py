@@ -30,6 +30,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if Path(str(item.fspath)).resolve().parent == HERE:
             item.add_marker(pytest.mark.slow)
 
+
 CHROMIUM = os.environ.get("CDS_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
