@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.clinical import valuesets
+from cds_service.clinical.medications import product_codes
 from cds_service.clinical.reading import to_date, within_days
 from cds_service.clinical.spinal_imaging import spinal_mri_codes
 
@@ -217,7 +218,7 @@ class RelevanceFilter:
         }
         analgesics = valuesets.load("analgesics")
         drug_codes = {(c["system"], c["code"]) for concept in analgesics["concepts"].values() for c in concept["codes"]}
-        drug_codes |= {(p["system"], p["code"]) for p in analgesics["products"]}
+        drug_codes |= product_codes()
         drug_phrases = [t for concept in analgesics["concepts"].values() for t in concept["text"]]
         finding_text = valuesets.PhraseGate.of(phrases)
         drug_text = valuesets.PhraseGate.of(drug_phrases)
