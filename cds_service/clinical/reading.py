@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from cds_service.clinical import facts
 from cds_service.clinical.facts import Evidence
 from cds_service.clinical.text import affirmed_phrase
 from cds_service.clinical.valuesets import Concept, ConceptIndex, system_name
@@ -82,34 +83,110 @@ def period_start(period: Any) -> Any:
     return getattr(period, "start", None) if period is not None else None
 
 
-# When a finding started or was observed, per resource type: the first of these elements that holds a
-# date (onset, else effective time, else when it was recorded). The one clinical-date order.
-CLINICAL_DATE_ORDER: dict[str, tuple[str, ...]] = {
-    "Condition": ("onsetDateTime", "onsetPeriod", "recordedDate"),
-    "Observation": ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued"),
-    "ImagingStudy": ("started",),
-    "MedicationRequest": ("authoredOn",),
-    "MedicationStatement": ("effectiveDateTime", "effectivePeriod", "dateAsserted"),
-    "ServiceRequest": ("authoredOn",),
+# Condition.category codes (HL7 condition-category, US Core's health-concern), best first.
+_CONDITION_CATEGORY_WHERE = (
+    ("problem-list-item", facts.PROBLEM_LIST),
+    ("encounter-diagnosis", facts.ENCOUNTER_DIAGNOSIS),
+    ("health-concern", facts.HEALTH_CONCERN),
+)
+_WHERE_BY_TYPE: dict[str, str] = {
+    "Observation": facts.OBSERVATION,
+    "ImagingStudy": facts.IMAGING_STUDY,
+    "DiagnosticReport": facts.RADIOLOGY_REPORT,
+    "Procedure": facts.PROCEDURE_RECORD,
+    "Encounter": facts.VISIT_REASON,
+    "MedicationRequest": facts.MEDICATION_LIST,
+    "MedicationStatement": facts.MEDICATION_LIST,
+    "ServiceRequest": facts.ORDER_REASON,
 }
 
 
-def clinical_date(resource: Any) -> dt.date | None:
-    """When a finding started or was observed (CLINICAL_DATE_ORDER; a Period counts by its start)."""
-    for name in CLINICAL_DATE_ORDER.get(resource.get_resource_type(), ()):
-        value = getattr(resource, name)
-        date = to_date(period_start(value) if name.endswith("Period") else value)
+def condition_where(condition: Any) -> str:
+    """Where a Condition was recorded, from its category: problem list, encounter diagnosis ..."""
+    found = {
+        str(c.code)
+        for c in codings(getattr(condition, "category", None))
+        if c.code and (c.system is None or c.system.endswith("condition-category"))
+    }
+    return next((where for code, where in _CONDITION_CATEGORY_WHERE if code in found), facts.CONDITION_RECORD)
+
+
+def where_recorded(resource: Any) -> str:
+    """Where `resource` was recorded, in clinical words (an Evidence's `where`)."""
+    rt = resource.get_resource_type()
+    if rt == "Condition":
+        return condition_where(resource)
+    return _WHERE_BY_TYPE.get(str(rt), str(rt))
+
+
+def _first_dated(*candidates: tuple[Any, str]) -> tuple[dt.date | None, str]:
+    """The first (value, label) whose value reads as a date, as (date, label); else (None, "")."""
+    for value, label in candidates:
+        date = to_date(value)
         if date is not None:
-            return date
-    return None
+            return date, label
+    return None, ""
 
 
-def evidence(resource: Any, matched: str) -> Evidence:
+def dated(resource: Any) -> tuple[dt.date | None, str]:
+    """When a finding started or was observed, and what that date is (an Evidence's `date_label`):
+    onset ("since"), else effective time ("observed"), else when it was recorded or reported."""
+    rt = resource.get_resource_type()
+    if rt == "Condition":
+        return _first_dated(
+            (resource.onsetDateTime, facts.SINCE),
+            (period_start(resource.onsetPeriod), facts.SINCE),
+            (resource.recordedDate, facts.RECORDED),
+        )
+    if rt == "Observation":
+        return _first_dated(
+            (resource.effectiveDateTime, facts.OBSERVED),
+            (period_start(resource.effectivePeriod), facts.OBSERVED),
+            (resource.effectiveInstant, facts.OBSERVED),
+            (resource.issued, facts.REPORTED),
+        )
+    if rt == "ImagingStudy":
+        return _first_dated((resource.started, facts.PERFORMED))
+    if rt == "DiagnosticReport":
+        return _first_dated(
+            (resource.effectiveDateTime, facts.PERFORMED),
+            (period_start(resource.effectivePeriod), facts.PERFORMED),
+            (resource.issued, facts.REPORTED),
+        )
+    if rt == "Procedure":
+        return _first_dated(
+            (resource.performedDateTime, facts.PERFORMED),
+            (period_start(resource.performedPeriod), facts.PERFORMED),
+        )
+    if rt == "Encounter":
+        return _first_dated((period_start(resource.period), facts.RECORDED))
+    if rt in ("MedicationRequest", "ServiceRequest"):
+        return _first_dated((resource.authoredOn, facts.ORDERED))
+    if rt == "MedicationStatement":
+        return _first_dated(
+            (resource.effectiveDateTime, facts.STARTED),
+            (period_start(resource.effectivePeriod), facts.STARTED),
+            (resource.dateAsserted, facts.RECORDED),
+        )
+    return None, ""
+
+
+def clinical_date(resource: Any) -> dt.date | None:
+    """The date of `dated` alone (what the rules compare with their windows)."""
+    return dated(resource)[0]
+
+
+def evidence(resource: Any, matched: str, where: str | None = None) -> Evidence:
+    """The evidence of a fact found in `resource`; `where` overrides where it was recorded (e.g. a
+    Condition named as a visit's reason is evidence from the visit reason)."""
+    date, date_label = dated(resource)
     return Evidence(
         resource_type=resource.get_resource_type(),
         resource_id=getattr(resource, "id", None),
         matched=matched,
-        date=clinical_date(resource),
+        date=date,
+        where=where or where_recorded(resource),
+        date_label=date_label,
     )
 
 
@@ -219,9 +296,16 @@ def observation_value_texts(observation: Any) -> list[str]:
     return out
 
 
+def finding_code(resource: Any) -> Any:
+    """What names the finding: a Condition's or Observation's code, a visit's reasons for the visit."""
+    if resource.get_resource_type() == "Encounter":
+        return resource.reasonCode
+    return resource.code
+
+
 def resource_texts(resource: Any) -> list[str]:
-    """Every human-written text of a Condition or Observation that rules may read."""
-    out = texts(resource.code) + note_texts(resource)
+    """Every human-written text of a Condition, Observation or visit reason that rules may read."""
+    out = texts(finding_code(resource)) + note_texts(resource)
     if resource.get_resource_type() == "Observation":
         out += observation_value_texts(resource)
         for component in resource.component or []:

@@ -6,19 +6,22 @@ by construction:
 * what it reads is what the rules read: every element declared for the resource type in the
   reading contract (fhir/schema.py), walked generically; there is no list of elements here;
 * what it looks for is what the rules can recognise: any code, ICD-10 prefix or phrase of the value
-  sets the rules match at any date (FINDINGS), and the codes of the observations that only the
-  back-pain rule reads, and only inside the look-back window (WINDOWED: chief complaint, pain score,
-  pain location), dated by the rules' own clinical-date order (reading.clinical_date).
+  sets the rules match at any date (FINDINGS), the drug products and spinal-MRI codes the
+  medication and imaging rules recognise (their own code sets), and the codes of the observations
+  that only the back-pain rule reads, and only inside the look-back window (WINDOWED: chief
+  complaint, pain score, pain location), dated by the rules' own clinical-date order
+  (reading.clinical_date).
 
-Kept: every Condition, ImagingStudy and Medication (few, and read by several rules); an
-Observation, MedicationRequest or MedicationStatement that names a finding anywhere in what is
-declared of it, or (a medication) names its drug by reference; an Observation with a windowed code
-dated inside the window (or undated). No rule reads the Patient resource. A resource the typed
-decoder left to fhir.resources is always kept.
+Kept: every Condition, ImagingStudy, Encounter and Medication (few, and read by several rules); an
+Observation, DiagnosticReport, Procedure, MedicationRequest or MedicationStatement that names a
+finding, drug or spinal MRI anywhere in what is declared of it, or (a medication) names its drug by
+reference; an Observation with a windowed code dated inside the window (or undated). No rule reads
+the Patient resource. A resource the typed decoder left to fhir.resources is always kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import typing
 from collections.abc import Callable
@@ -29,13 +32,15 @@ from typing import Any
 import msgspec
 
 from cds_service.clinical import valuesets
+from cds_service.clinical.medications import product_codes
 from cds_service.clinical.reading import clinical_date, within_days
+from cds_service.clinical.spinal_imaging import spinal_mri_codes
 from cds_service.fhir import schema
 
 FINDINGS = ("multiple_sclerosis", "back_pain", "red_flags", "cord_features", "mechanical_pattern", "analgesics")
 WINDOWED = ("observation_codes",)
 FINDING, WINDOW = 1, 2
-_ALWAYS = frozenset({"Condition", "ImagingStudy", "Medication"})
+_ALWAYS = frozenset({"Condition", "ImagingStudy", "Medication", "Encounter"})
 _NEVER = frozenset({"Patient"})
 _MEMO_LIMIT = 20_000
 
@@ -65,7 +70,9 @@ class RelevanceFilter:
 
     @classmethod
     def from_value_sets(cls) -> RelevanceFilter:
-        return cls(valuesets.vocabulary(*FINDINGS), valuesets.vocabulary(*WINDOWED))
+        findings = valuesets.vocabulary(*FINDINGS)
+        findings = dataclasses.replace(findings, codes=findings.codes | product_codes() | spinal_mri_codes())
+        return cls(findings, valuesets.vocabulary(*WINDOWED))
 
     def selector(self, now: dt.date, lookback_days: int) -> Callable[[Any], bool]:
         """`keep` for one request, with that request's memory of the elements already judged: a long

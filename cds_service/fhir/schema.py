@@ -132,6 +132,11 @@ class Range(Element, frozen=True):
     high: Quantity | None = None
 
 
+class Identifier(Element, frozen=True):
+    system: Uri | None = None
+    value: String | None = None
+
+
 class Annotation(Element, frozen=True):
     text: String
     authorString: String | None = None
@@ -217,6 +222,7 @@ class Condition(Resource, frozen=True, tag="Condition"):
     id: Id | None = None
     clinicalStatus: CodeableConcept | None = None
     verificationStatus: CodeableConcept | None = None
+    category: tuple[CodeableConcept, ...] | None = None  # problem list, encounter diagnosis ...
     code: CodeableConcept | None = None
     bodySite: tuple[CodeableConcept, ...] | None = None
     recordedDate: DateTime | None = None
@@ -254,6 +260,10 @@ class ImagingStudy(Resource, frozen=True, tag="ImagingStudy"):
     procedureCode: tuple[CodeableConcept, ...] | None = None
     description: String | None = None
     series: tuple[ImagingStudySeries, ...] | None = None
+    # identifier, basedOn and procedureReference tie one study's records together
+    identifier: tuple[Identifier, ...] | None = None
+    basedOn: tuple[Reference, ...] | None = None
+    procedureReference: Reference | None = None
 
 
 class MedicationRequest(Resource, frozen=True, tag="MedicationRequest"):
@@ -293,6 +303,53 @@ class Medication(Resource, frozen=True, tag="Medication"):
     code: CodeableConcept | None = None
 
 
+class DiagnosticReport(Resource, frozen=True, tag="DiagnosticReport"):
+    status: Code
+    code: CodeableConcept
+    id: Id | None = None
+    category: tuple[CodeableConcept, ...] | None = None
+    subject: Reference | None = None
+    effectiveDateTime: DateTime | None = None
+    effectivePeriod: Period | None = None
+    issued: Instant | None = None
+    identifier: tuple[Identifier, ...] | None = None
+    basedOn: tuple[Reference, ...] | None = None
+    imagingStudy: tuple[Reference, ...] | None = None
+
+    def check(self) -> None:
+        _at_most_one(self, "effectiveDateTime", "effectivePeriod")
+
+
+class Procedure(Resource, frozen=True, tag="Procedure"):
+    status: Code
+    subject: Reference
+    id: Id | None = None
+    code: CodeableConcept | None = None
+    bodySite: tuple[CodeableConcept, ...] | None = None
+    # Every performed[x], read or not: two of one kind make the resource invalid.
+    performedDateTime: DateTime | None = None
+    performedPeriod: Period | None = None
+    performedString: String | None = None
+    performedAge: Quantity | None = None
+    performedRange: Range | None = None
+    identifier: tuple[Identifier, ...] | None = None
+    basedOn: tuple[Reference, ...] | None = None
+    report: tuple[Reference, ...] | None = None
+
+    def check(self) -> None:
+        _at_most_one(self, "performedDateTime", "performedPeriod", "performedString", "performedAge", "performedRange")
+
+
+class Encounter(Resource, frozen=True, tag="Encounter"):
+    status: Code
+    class_fhir: Coding = msgspec.field(name="class")  # not read, but required (1..1); named as on the model
+    id: Id | None = None
+    subject: Reference | None = None
+    period: Period | None = None
+    reasonCode: tuple[CodeableConcept, ...] | None = None
+    reasonReference: tuple[Reference, ...] | None = None
+
+
 # --- what a prefetch value is --------------------------------------------------------------------
 
 
@@ -304,9 +361,31 @@ class OperationOutcome(Resource, frozen=True, tag="OperationOutcome"):
     issue: tuple[Issue, ...] | None = None
 
 
-DECLARED = (Patient, Observation, Condition, ImagingStudy, MedicationRequest, MedicationStatement, Medication)
+DECLARED = (
+    Patient,
+    Observation,
+    Condition,
+    ImagingStudy,
+    MedicationRequest,
+    MedicationStatement,
+    Medication,
+    DiagnosticReport,
+    Procedure,
+    Encounter,
+)
 TYPES_READ = frozenset(cls.__name__ for cls in DECLARED)
-AnyResource = Patient | Observation | Condition | ImagingStudy | MedicationRequest | MedicationStatement | Medication
+AnyResource = (
+    Patient
+    | Observation
+    | Condition
+    | ImagingStudy
+    | MedicationRequest
+    | MedicationStatement
+    | Medication
+    | DiagnosticReport
+    | Procedure
+    | Encounter
+)
 
 
 class BundleLink(Element, frozen=True):

@@ -261,6 +261,68 @@ ALL_ELEMENTS: list[dict[str, Any]] = [
     },
 ]
 
+ALL_ELEMENTS += [
+    {
+        "resourceType": "Condition",
+        "subject": _SUBJECT,
+        "code": _CC,
+        "category": [_CC, {"coding": [{"system": "http://x", "code": "problem-list-item"}]}],
+        "onsetAge": {"value": 40, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"},
+        "abatementRange": {"low": {"value": 41}, "high": {"value": 42}},
+    },
+    {
+        "resourceType": "ImagingStudy",
+        "status": "available",
+        "subject": _SUBJECT,
+        "identifier": [{"system": "urn:dicom:uid", "value": "urn:oid:1.2.3"}],
+        "basedOn": [{"reference": "ServiceRequest/o1"}],
+        "procedureReference": {"reference": "Procedure/p1"},
+    },
+    {
+        "resourceType": "DiagnosticReport",
+        "id": "dr-1",
+        "status": "final",
+        "category": [{"coding": [{"system": _LOINC, "code": "LP29684-5", "display": "Radiology"}]}],
+        "code": {"coding": [{"system": _LOINC, "code": "24937-5"}], "text": "MRI cervical spine"},
+        "subject": _SUBJECT,
+        "effectiveDateTime": "2026-11-01T10:00:00Z",
+        "issued": "2026-11-01T12:00:00.5+01:00",
+        "identifier": [{"value": "acc-1"}],
+        "basedOn": [{"reference": "ServiceRequest/o1"}],
+        "imagingStudy": [{"reference": "ImagingStudy/i-1"}],
+    },
+    {
+        "resourceType": "DiagnosticReport",
+        "status": "amended",
+        "code": _CC,
+        "effectivePeriod": {"start": "2026-11-01", "end": "2026-11-02"},
+    },
+    {
+        "resourceType": "Procedure",
+        "id": "pr-1",
+        "status": "completed",
+        "subject": _SUBJECT,
+        "code": _CC,
+        "bodySite": [_CC],
+        "performedDateTime": "2026-11-01",
+        "identifier": [{"system": "urn:x", "value": "1"}],
+        "basedOn": [{"reference": "ServiceRequest/o1"}],
+        "report": [{"reference": "DiagnosticReport/dr-1"}],
+    },
+    {"resourceType": "Procedure", "status": "in-progress", "subject": _SUBJECT, "performedPeriod": {"start": "2026"}},
+    {"resourceType": "Procedure", "status": "completed", "subject": _SUBJECT, "performedString": "last spring"},
+    {
+        "resourceType": "Encounter",
+        "id": "enc-1",
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": _SUBJECT,
+        "period": {"start": "2026-11-20T09:00:00Z", "end": "2026-11-20T09:30:00Z"},
+        "reasonCode": [_CC],
+        "reasonReference": [{"reference": "Condition/c-1"}],
+    },
+]
+
 # A valid value for each element a variant may add (so that a second value of a choice element is
 # otherwise valid, and only the choice rule can refuse it).
 VALID: dict[str, Any] = {
@@ -280,6 +342,9 @@ VALID: dict[str, Any] = {
     "abatementString": "x",
     "medicationCodeableConcept": {"text": "naproxen"},
     "medicationReference": {"reference": "Medication/m"},
+    "performedDateTime": "2026-11-01",
+    "performedPeriod": {"start": "2026-11-01"},
+    "performedString": "x",
 }
 
 
@@ -304,7 +369,8 @@ _BYTES_DECODER = msgspec.json.Decoder(AnyResource)
 
 def _declared(raw: dict[str, Any]) -> dict[str, Any]:
     """`raw` without its undeclared top-level elements: what the typed decoder reads of it."""
-    declared = next(cls for cls in AnyResource.__args__ if cls.__name__ == raw["resourceType"]).__struct_fields__
+    cls = next(cls for cls in AnyResource.__args__ if cls.__name__ == raw["resourceType"])
+    declared = {field.encode_name for field in msgspec.structs.fields(cls)}
     return {k: v for k, v in raw.items() if k in declared or k == "resourceType"}
 
 
@@ -487,6 +553,9 @@ CHOICES = {
     "MedicationRequest": ("medication",),
     "MedicationStatement": ("medication", "effective"),
     "ImagingStudy": (),
+    "DiagnosticReport": ("effective",),
+    "Procedure": ("performed",),
+    "Encounter": (),
 }
 _TYPE_SUFFIXES = (
     "String",
