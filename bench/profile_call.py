@@ -338,10 +338,14 @@ def short(func: tuple[str, int, str]) -> str:
     return f"{path}:{line} {name}"
 
 
+DATA = os.environ.get("CDS_BENCH_DATA", "generated")  # or "real": bench/real_shaped.py (--data)
+
+
 def profile_size(n: int, calls: int, top: int, memory: bool) -> dict[str, Any]:
     import generate
+    import real_shaped
 
-    body = generate.file_for(n).read_bytes()
+    body = (real_shaped.file_for(n) if DATA == "real" else generate.file_for(n)).read_bytes()
     app = build_app()
     loop = asyncio.new_event_loop()
     lifespan = app.router.lifespan_context(app)  # start-up as under uvicorn (opens the database, clients)
@@ -487,8 +491,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc pass")
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown here")
+    parser.add_argument("--data", choices=("generated", "real"), default="generated")
     args = parser.parse_args(argv)
+    global DATA
+    DATA = args.data
     import generate
+    import real_shaped
+
+    if args.data == "real":
+        import datetime as dt
+
+        real_shaped.write(args.sizes, dt.datetime.now(dt.UTC).date())
 
     missing = [n for n in args.sizes if not generate.file_for(n).exists()]
     if missing:

@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import msgspec
-
 from cds_service.clinical import valuesets
 from cds_service.clinical.medications import product_codes
 from cds_service.clinical.reading import clinical_date, within_days
@@ -42,25 +40,25 @@ WINDOWED = ("observation_codes",)
 FINDING, WINDOW = 1, 2
 _ALWAYS = frozenset({"Condition", "ImagingStudy", "Medication", "Encounter"})
 _NEVER = frozenset({"Patient"})
+_MEDICATION_USES = frozenset({"MedicationRequest", "MedicationStatement"})
 _MEMO_LIMIT = 20_000
 
 
-def _worth_reading(hint: Any) -> bool:
-    """A declared element that can name something: human-written text (FHIR `string`), or a complex
-    element or an array (read further down). Not ids, codes without a system, dates, numbers."""
+def _can_name(hint: Any) -> bool:
+    """Can an element of this declared type name a clinical thing: human-written text (FHIR
+    `string`), or a complex type that can (`Element.names_things`), or an array of either."""
     if hint in (schema.String, schema.String | None):
         return True
-    return any(
-        typing.get_origin(arg) is tuple or (isinstance(arg, type) and issubclass(arg, msgspec.Struct))
-        for arg in (typing.get_args(hint) if typing.get_origin(hint) is not tuple else (hint,))
-    ) or (isinstance(hint, type) and issubclass(hint, msgspec.Struct))
+    if isinstance(hint, type):
+        return issubclass(hint, schema.Element) and hint.names_things
+    return any(_can_name(arg) for arg in typing.get_args(hint) if arg is not Ellipsis)
 
 
 @cache
-def _elements_read(cls: type[msgspec.Struct]) -> tuple[str, ...]:
-    """The elements of a declaration worth reading, from its types."""
+def _elements_read(cls: type[schema.Element]) -> tuple[str, ...]:
+    """The elements of a declaration that can name something, from their declared types."""
     hints = typing.get_type_hints(cls, include_extras=True)
-    return tuple(name for name in cls.__struct_fields__ if _worth_reading(hints[name]))
+    return tuple(name for name in cls.__struct_fields__ if _can_name(hints[name]))
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,7 @@ class RelevanceFilter:
             return True
         if resource_type in _NEVER:
             return False
-        if getattr(resource, "medicationReference", None) is not None:
+        if resource_type in _MEDICATION_USES and resource.medicationReference is not None:
             return True  # the drug is elsewhere: the rule resolves the reference
         flags = self._flags(resource, memo if memo is not None else {})
         if flags & FINDING:
@@ -99,7 +97,7 @@ class RelevanceFilter:
             return date is None or within_days(date, now, lookback_days)
         return False
 
-    def _flags(self, struct: msgspec.Struct, memo: dict[Any, int]) -> int:
+    def _flags(self, struct: schema.Element, memo: dict[Any, int]) -> int:
         """FINDING | WINDOW for what is declared of `struct`, at any depth."""
         flags = 0
         if isinstance(struct, schema.Coding):
@@ -119,14 +117,17 @@ class RelevanceFilter:
         return flags
 
     def _judged(self, value: Any, memo: dict[Any, int]) -> int:
-        """The flags of one element (a Struct, or a text), remembered per distinct value."""
+        """The flags of one element: a text or a concept remembered per distinct value (a long record
+        repeats the same few), anything else read afresh."""
+        if not isinstance(value, str | schema.CodeableConcept):
+            return self._flags(value, memo)
         flags = memo.get(value)
         if flags is None:
-            if isinstance(value, msgspec.Struct):
-                flags = self._flags(value, memo)
-            else:
-                flags = FINDING if self.findings.names_in(value) else 0
+            flags = self._flags(value, memo) if isinstance(value, schema.CodeableConcept) else self._text(value)
             if len(memo) > _MEMO_LIMIT:
                 memo.clear()
             memo[value] = flags
         return flags
+
+    def _text(self, text: str) -> int:
+        return FINDING if self.findings.names_in(text) else 0

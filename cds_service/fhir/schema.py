@@ -24,7 +24,7 @@ import datetime as dt
 import re
 import typing
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
@@ -91,6 +91,10 @@ def _exactly_one(struct: Any, *names: str) -> None:
 class Element(msgspec.Struct, frozen=True, gc=False):
     """Read-only, hashable, and never part of a reference cycle (so the cyclic collector skips it)."""
 
+    # Can this type name a clinical thing (a finding, a drug, a procedure)? Codings, concepts, notes
+    # and resources can; quantities, periods, ranges, references and identifiers cannot.
+    names_things: ClassVar[bool] = True
+
     def check(self) -> None:
         """The type's own rules beyond its elements' types (one value per choice element ...)."""
 
@@ -109,17 +113,23 @@ class CodeableConcept(Element, frozen=True):
 
 
 class Reference(Element, frozen=True):
+    names_things = False
+
     reference: String | None = None
     type: Uri | None = None
     display: String | None = None
 
 
 class Period(Element, frozen=True):
+    names_things = False
+
     start: DateTime | None = None
     end: DateTime | None = None
 
 
 class Quantity(Element, frozen=True):
+    names_things = False
+
     value: Decimal | None = None
     comparator: Code | None = None
     unit: String | None = None
@@ -128,11 +138,15 @@ class Quantity(Element, frozen=True):
 
 
 class Range(Element, frozen=True):
+    names_things = False
+
     low: Quantity | None = None
     high: Quantity | None = None
 
 
 class Identifier(Element, frozen=True):
+    names_things = False
+
     system: Uri | None = None
     value: String | None = None
 
