@@ -87,7 +87,7 @@ class RelevanceFilter:
             return True
         if resource_type in _NEVER:
             return False
-        if resource_type in _MEDICATION_USES and resource.medicationReference is not None:
+        if resource_type in _MEDICATION_USES and getattr(resource, "medicationReference", None) is not None:
             return True  # the drug is elsewhere: the rule resolves the reference
         flags = self._flags(resource, memo if memo is not None else {})
         if flags & FINDING:
