@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp
 
-from cds_service.gcpause import freeze_start_up_objects
 from cds_service.protocol.service import ServiceRegistry
 from cds_service.services.card_memory import CardMemory
 from cds_service.settings import Settings
@@ -59,8 +58,6 @@ class Runtime:
             for closer in self._closers:
                 stack.push_async_callback(closer)
             stack.push_async_callback(self.card_memory.flush)  # first at shutdown
-            if self.settings.gc_freeze_at_startup:
-                freeze_start_up_objects()
             yield
 
     async def _close_storage(self) -> None:

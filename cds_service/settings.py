@@ -46,6 +46,3 @@ class Settings(BaseSettings):
     card_write_linger_ms: int = Field(default=50, ge=0, le=5000)
 
     log_level: str = "INFO"
-    # Freeze the objects alive at start-up out of the cyclic GC's reach (see gcpause.py). Tests that
-    # start many apps in one process turn it off: frozen objects are never collected.
-    gc_freeze_at_startup: bool = True
