@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
 from cds_service.clinical.extract import extract_facts
 from cds_service.clinical.facts import ClinicalFacts
@@ -133,3 +134,36 @@ def test_dates_read_the_same_both_ways() -> None:
     request = _fixture_requests()["patient-view/urgent-new-paraparesis"]
     typed = {f.evidence.reference: f.evidence.date for f in _facts(_as_the_service_reads(request)).new_red_flags}
     assert typed and all(isinstance(d, dt.date) for d in typed.values())
+
+
+def test_a_declined_resource_goes_to_fhir_resources_alone_and_an_unreadable_one_is_skipped() -> None:
+    """One resource that does not fit the declarations costs only itself: the rest stay typed."""
+
+    def condition(rid: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "resourceType": "Condition",
+            "id": rid,
+            "subject": {"reference": "Patient/p1"},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "24700007"}]},
+            **extra,
+        }
+
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [
+            {"resource": condition("plain")},
+            {"resource": condition("numeric-code", code={"coding": [{"system": "http://x", "code": 35}]})},
+            {"resource": condition("bad-date", onsetDateTime="2026-02-30")},
+            {"resource": condition("unreadable", verificationStatus={"coding": [{"code": ["refuted"]}]})},
+            {"resource": {"resourceType": "Basic", "id": "other-type", "code": {"text": "x"}}},
+        ],
+    }
+    body = parse_json_object(json.dumps({"prefetch": {"conditions": bundle}}).encode(), 64, frozenset({"prefetch"}))
+    data = read_prefetch(body["prefetch"], ["conditions"], "p1", WANTED_TYPES)
+    read = {r.id: r for r in data.resources["conditions"]}
+    assert set(read) == {"plain", "numeric-code", "bad-date"}
+    assert isinstance(read["plain"], Resource)
+    assert isinstance(read["numeric-code"], FHIRAbstractModel) and read["numeric-code"].code.coding[0].code == "35"
+    assert isinstance(read["bad-date"], FHIRAbstractModel)  # the date dropped by fhir.resources' repair
+    assert sum(data.skipped.values()) >= 1 and "conditions" not in data.unavailable
