@@ -47,10 +47,17 @@ def typed_value(value: Any) -> Resource | None:
     return decoded
 
 
+class UnreadableJson(ValueError):
+    """Undecoded JSON that holds what Python cannot read (a number out of range)."""
+
+
 def builtin_value(value: Any) -> Any:
     """A prefetch value as plain JSON data (dicts and lists): for values `typed_value` declined."""
     if isinstance(value, msgspec.Raw):
-        return msgspec.json.decode(value)
+        try:
+            return msgspec.json.decode(value)
+        except _DECLINED:
+            raise UnreadableJson("a prefetch value holds JSON that cannot be read") from None
     return value
 
 

@@ -176,7 +176,10 @@ def _entries(value: Any) -> tuple[list[Any], str | None]:
     typed = decode.typed_value(value)
     if typed is not None:
         return _typed_entries(typed)
-    return _raw_entries(decode.builtin_value(value))
+    try:
+        return _raw_entries(decode.builtin_value(value))
+    except decode.UnreadableJson:
+        return [], "not readable JSON (a number out of range)"
 
 
 def unusable_keys(prefetch: Mapping[str, Any] | None, keys: Iterable[str]) -> dict[str, str]:
@@ -251,8 +254,12 @@ def _read_one(
         if conforms(typed):
             return typed
         if raw is None:
-            raw = parsed.resource(position)
-    elif raw is None or raw.get("resourceType") not in wanted_types:
+            try:
+                raw = parsed.resource(position)
+            except decode.UnreadableJson:
+                skipped["unreadable JSON"] += 1
+                return None
+    elif raw is None or not isinstance(raw.get("resourceType"), str) or raw["resourceType"] not in wanted_types:
         return None
     elif _belongs_to_other_patient(raw, patient_id):
         skipped["resource of another patient"] += 1

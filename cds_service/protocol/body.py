@@ -60,12 +60,12 @@ def parse_json_object(body: bytes, max_depth: int, checked_later: frozenset[str]
         raise CdsError(400, "invalid_json", "The request body is not valid JSON.") from None
     value: dict[str, Any] = {}
     for name, raw in members.items():
-        if name in checked_later:
-            value[name] = _undecoded_object(raw)
-        else:
-            value[name] = msgspec.json.decode(raw)
-            if nested_deeper_than(value[name], max_depth - 1):
-                raise CdsError(400, "too_deeply_nested", f"The request body is nested deeper than {max_depth} levels.")
+        try:
+            value[name] = _undecoded_object(raw) if name in checked_later else msgspec.json.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # e.g. a number out of range
+            raise CdsError(400, "invalid_json", "The request body is not valid JSON.") from None
+        if name not in checked_later and nested_deeper_than(value[name], max_depth - 1):
+            raise CdsError(400, "too_deeply_nested", f"The request body is nested deeper than {max_depth} levels.")
     return value
 
 
