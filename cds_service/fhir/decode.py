@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from cds_service.fhir.parse import stringify_numbers
 from cds_service.fhir.schema import AnyResource, PrefetchValue, Resource, conforms
 
 _VALUE_DECODER = msgspec.json.Decoder(PrefetchValue)
@@ -63,12 +64,15 @@ def builtin_value(value: Any) -> Any:
 
 def decoded_resource(raw: dict[str, Any]) -> Resource | None:
     """One parsed resource decoded under its type's declaration (not yet checked for conformance),
-    or None (an undeclared type, or JSON types that do not fit)."""
-    try:
-        resource: Resource = msgspec.convert(raw, AnyResource)
-    except _DECLINED:
-        return None
-    return resource
+    or None (an undeclared type, or JSON types that do not fit). Codes and ids sent as JSON numbers
+    are read as their exact string, the first repair fhir.resources' reader makes too (parse.py)."""
+    for attempt in (raw, stringify_numbers(raw)):
+        try:
+            resource: Resource = msgspec.convert(attempt, AnyResource)
+        except _DECLINED:
+            continue
+        return resource
+    return None
 
 
 def typed_resource(raw: dict[str, Any]) -> Resource | None:

@@ -164,6 +164,24 @@ def test_a_declined_resource_goes_to_fhir_resources_alone_and_an_unreadable_one_
     read = {r.id: r for r in data.resources["conditions"]}
     assert set(read) == {"plain", "numeric-code", "bad-date"}
     assert isinstance(read["plain"], Resource)
-    assert isinstance(read["numeric-code"], FHIRAbstractModel) and read["numeric-code"].code.coding[0].code == "35"
+    assert isinstance(read["numeric-code"], Resource) and read["numeric-code"].code.coding[0].code == "35"
     assert isinstance(read["bad-date"], FHIRAbstractModel)  # the date dropped by fhir.resources' repair
     assert sum(data.skipped.values()) >= 1 and "conditions" not in data.unavailable
+
+
+def test_codes_sent_as_numbers_are_read_typed_and_filtered_like_the_rest() -> None:
+    """An EHR that writes every code as a JSON number does not send its whole record to fhir.resources."""
+    vital = {
+        "resourceType": "Observation",
+        "status": "final",
+        "subject": {"reference": "Patient/p1"},
+        "code": {"coding": [{"system": "https://ehr.example.org/flowsheet", "code": 8867}], "text": "Pulse"},
+        "valueQuantity": {"value": 72},
+    }
+    finding = {**vital, "code": {"coding": [{"system": "http://snomed.info/sct", "code": 1845001}]}}
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": {**vital, "id": f"v{i}"}} for i in range(3)]}
+    bundle["entry"].append({"resource": {**finding, "id": "weakness"}})
+    body = parse_json_object(json.dumps({"prefetch": {"observations": bundle}}).encode(), 64, frozenset({"prefetch"}))
+    keep = RelevanceFilter.from_value_sets().selector(NOW.date(), 90)
+    (read,) = read_prefetch(body["prefetch"], ["observations"], "p1", WANTED_TYPES, keep).resources["observations"]
+    assert isinstance(read, Resource) and read.id == "weakness" and read.code.coding[0].code == "1845001"
