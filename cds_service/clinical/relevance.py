@@ -52,6 +52,7 @@ ELEMENTS_READ = {
             "id",
             "clinicalStatus",
             "verificationStatus",
+            "category",  # problem list or encounter diagnosis: where the evidence was recorded
             "code",
             "bodySite",
             "subject",
