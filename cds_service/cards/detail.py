@@ -8,17 +8,14 @@ from collections.abc import Iterable
 from cds_service.cards.content import CardContent
 from cds_service.cards.words import chart_words, evidence_words, md
 from cds_service.clinical.decision import Decision
-from cds_service.clinical.facts import Finding
+from cds_service.clinical.facts import ORDER_REASON, Finding
 
 MAX_DETAIL = 1000  # characters: a card is read in seconds; the full guidance is one click away
-_ORDER_REASON = "order reason"
 _KEEP_AT_LEAST = 3  # evidence lines kept whatever the budget: MS, back pain, and the first finding that matters
 
 
 def _from_order_reason(finding: Finding) -> bool:
-    return getattr(finding.evidence, "where", "") == _ORDER_REASON or finding.evidence.matched.startswith(
-        "order reason:"
-    )
+    return finding.evidence.where == ORDER_REASON
 
 
 def _from_chart_first(findings: Iterable[Finding]) -> list[Finding]:

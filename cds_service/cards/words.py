@@ -77,10 +77,10 @@ def clip(text: str) -> str:
 
 def where_and_when(evidence: Evidence, no_date: str) -> str:
     """ "problem list, since 20 Oct 2026"; "order reason, ordered 25 Nov 2026"; "problem list, date not recorded"."""
-    where = getattr(evidence, "where", "")
-    label = getattr(evidence, "date_label", "")
-    when = no_date if evidence.date is None else " ".join(p for p in (label, short_date(evidence.date)) if p)
-    return ", ".join(p for p in (where, when) if p)
+    when = (
+        no_date if evidence.date is None else " ".join(p for p in (evidence.date_label, short_date(evidence.date)) if p)
+    )
+    return ", ".join(p for p in (evidence.where, when) if p)
 
 
 def evidence_words(evidence: Evidence, fallback: str, no_date: str) -> str:
