@@ -31,7 +31,7 @@ ul,ol{padding-left:1.25rem}
 a{color:#0b57d0}
 footer{margin-top:2rem;font-size:.9rem;color:#444}
 @media (max-width:40rem){
-  table,thead,tbody,tr,th,td{display:block;width:100%}
+  table,caption,thead,tbody,tr,th,td{display:block;width:100%}
   thead{position:absolute;left:-9999px;top:auto;width:1px;height:1px;overflow:hidden}
   tbody tr{border:1px solid #c8c8c8;margin:0 0 1rem}
   tbody th{border:0;border-bottom:1px solid #c8c8c8;width:100%}
