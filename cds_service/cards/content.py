@@ -246,11 +246,18 @@ class ModalityNames(_Model):
     XR: Text
 
 
+class UnnamedOrders(_Model):
+    ServiceRequest: Text
+    MedicationRequest: Text
+    other: Text
+
+
 class OrdersText(_Model):
     lumbar_imaging: LumbarImagingText
     mri_contrast: MriContrastText
     analgesic: AnalgesicText
     modality_names: ModalityNames
+    unnamed: UnnamedOrders
 
 
 class CardContent(_Model):

@@ -25,10 +25,8 @@ from cds_service.clinical.order_rules import OrderAdvice, OrderAdviceKind
 from cds_service.clinical.orders import DraftOrder
 from cds_service.protocol.models import Action, Card, Suggestion
 
-_ORDER_WORDS = {"ServiceRequest": "service request", "MedicationRequest": "medication order"}
 
-
-def order_words(order: DraftOrder, draft: Mapping[str, Any]) -> str:
+def order_words(order: DraftOrder, draft: Mapping[str, Any], content: CardContent) -> str:
     """What the draft asks for, in the client's words (its code's text or display), markdown-safe."""
     concept = draft.get("code") or draft.get("medicationCodeableConcept") or {}
     text = concept.get("text") if isinstance(concept, dict) else None
@@ -36,7 +34,10 @@ def order_words(order: DraftOrder, draft: Mapping[str, Any]) -> str:
         text = next(
             (c.get("display") for c in concept.get("coding", []) if isinstance(c, dict) and c.get("display")), None
         )
-    fallback = _ORDER_WORDS.get(order.resource_type, "order")
+    unnamed = content.orders.unnamed
+    fallback = (
+        getattr(unnamed, order.resource_type) if order.resource_type in type(unnamed).model_fields else unnamed.other
+    )
     if isinstance(text, str) and text.strip():
         return md(clip(text))
     if order.imaging:
@@ -114,7 +115,7 @@ def build_order_card(
 ) -> Card:
     """One card about one order."""
     orders = content.orders
-    what = order_words(advice.order, draft)
+    what = order_words(advice.order, draft, content)
     tail: list[str] = []
     if advice.kind is OrderAdviceKind.LUMBAR_IMAGING:
         lumbar = orders.lumbar_imaging
