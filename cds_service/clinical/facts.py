@@ -74,6 +74,7 @@ class SpinalMri:
     evidence: Evidence
     regions: frozenset[str]
     contrast: str  # "without", "with", "without-and-with" or "unspecified"
+    also_seen_as: tuple[Evidence, ...] = ()  # the same study's other records (its ImagingStudy, Procedure ...)
 
     @property
     def covers_cord(self) -> bool:
@@ -87,6 +88,9 @@ class RuleSettings:
     lookback_days: int = 90
     recent_mri_days: int = 90
     nsaid_trial_days: int = 14
+    # An NSAID counts as a trial for this back pain only when started no earlier than this many days
+    # before the back pain's onset (an NSAID started years before is for something else).
+    nsaid_before_onset_days: int = 7
 
 
 @dataclass(frozen=True)

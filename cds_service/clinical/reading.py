@@ -278,9 +278,16 @@ def observation_value_texts(observation: Any) -> list[str]:
     return out
 
 
+def finding_code(resource: Any) -> Any:
+    """What names the finding: a Condition's or Observation's code, a visit's reasons for the visit."""
+    if resource.get_resource_type() == "Encounter":
+        return resource.reasonCode
+    return resource.code
+
+
 def resource_texts(resource: Any) -> list[str]:
-    """Every human-written text of a Condition or Observation that rules may read."""
-    out = texts(resource.code) + note_texts(resource)
+    """Every human-written text of a Condition, Observation or visit reason that rules may read."""
+    out = texts(finding_code(resource)) + note_texts(resource)
     if resource.get_resource_type() == "Observation":
         out += observation_value_texts(resource)
         for component in resource.component or []:
