@@ -22,7 +22,7 @@ _CODED = re.compile(
     r" [^\s;)]+(?: |(?=[;)])|$)"
 )
 _QUOTED = re.compile(r'"([^"]*)"')
-_LEAD_INS = ("order reason: ", "text ")
+_LEAD_INS = ("order reason: ", "visit reason: ", "text ")  # "where" says these already
 _MARKDOWN = "\\`*_[]<>#|"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 

@@ -15,6 +15,7 @@ from cds_service.cards.builder import CardContext, build_card
 from cds_service.cards.content import load_card_content
 from cds_service.cards.detail import MAX_DETAIL
 from cds_service.clinical.decision import decide
+from cds_service.clinical.extract import extract_facts
 from cds_service.clinical.facts import ClinicalFacts, Evidence, Finding
 from tests.cards.scenarios import (
     FHIR_REFERENCE,
@@ -39,7 +40,7 @@ MANAGEMENT_WORDS = ("gabapentinoid", "SNRI", "baclofen", "tizanidine", "rehabili
 @pytest.fixture(scope="module")
 def emitted(client: TestClient) -> list[Emitted]:
     cards = emitted_cards(client)
-    assert len(cards) == 37  # 23 patient-view cards (10 fixtures give none or a 412), 14 order cards
+    assert len(cards) == 46  # 32 patient-view cards (the other fixtures give none, or a 412), 14 order cards
     return cards
 
 
@@ -152,6 +153,7 @@ def test_red_flag_newer_than_the_recent_mri(client: TestClient) -> None:
         ("cord-features-lhermitte-text", [NEUROPATHIC]),
         ("cord-features-central-pain-g89", [NEUROPATHIC]),
         ("cord-features-spasticity", [SPASTICITY]),
+        ("cord-features-paroxysmal-spasms", [NEUROPATHIC]),  # paroxysmal central pain [2]
         ("cord-features-ms-spinal-cord", []),  # cord involvement, no pain mechanism shown
         ("cord-features-no-relief-text", []),
         ("baseline-ms-back-pain", []),
@@ -183,7 +185,7 @@ def test_cord_features_lhermitte(client: TestClient) -> None:
 def test_poor_nsaid_response_is_told_once_with_the_drug(client: TestClient) -> None:
     card = _card(client, "cord-features-nsaid-statement-naproxen")
     assert why_lines(card["detail"])[2] == (
-        "- **Poor response to NSAIDs / rest:** NSAID for more than 14 days: Naproxen sodium "
+        "- **Poor response to NSAIDs / rest:** NSAID for 14 days or more: Naproxen sodium "
         "(medication list, started 10 Oct 2026)"
     )
     assert "response to rest and NSAIDs" not in card["detail"]  # documented, so not asked about
@@ -300,3 +302,31 @@ def test_the_quieted_card_names_the_override_by_its_display(tmp_path) -> None:
         in second["detail"]
     )
     assert "already-evaluated" not in second["detail"]
+
+
+def test_visit_reason_is_told_as_such_and_named_by_code_in_the_order() -> None:
+    """The visit's reason (an Encounter, as Epic carries a chief complaint): "visit reason" on the card,
+    and in the suggested orders a reasonCode (R4 allows no Encounter in reasonReference). Decided in the
+    core: the service does not ask for the `encounter` prefetch key yet."""
+    from cds_service.fhir.prefetch import read_prefetch
+    from cds_service.services.patient_data import WANTED_TYPES
+
+    request = load_fixture("visit-reason-back-pain")
+    context = request["context"]
+    data = read_prefetch(
+        request["prefetch"], list(request["prefetch"]), context["patientId"], WANTED_TYPES | {"Encounter"}
+    )
+    facts = extract_facts(data.all_resources(), NOW.date(), encounter_id=context["encounterId"])
+    card = build_card(decide(facts), load_card_content(), CardContext(context["patientId"], context["userId"], NOW))
+    assert card is not None and card.detail is not None and card.suggestions
+    (back_pain,) = [line for line in why_lines(card.detail) if "visit reason" in line]
+    assert back_pain == "- Low back pain (visit reason, recorded 25 Nov 2026)"
+    for action in card.suggestions[0].actions or []:
+        order = action.resource or {}
+        assert {ref["reference"].split("/")[0] for ref in order.get("reasonReference", [])} <= {"Condition"}
+        assert order["reasonCode"] == [
+            {
+                "text": "Low back pain",
+                "coding": [{"system": "http://snomed.info/sct", "code": "279039007", "display": "Low back pain"}],
+            }
+        ]

@@ -18,6 +18,7 @@ from cds_service.clinical.facts import Evidence
         ("ICD-10 M54.5 Low back pain", "Low back pain"),
         ('chief complaint: "Low back pain for 3 weeks"', "Chief complaint: Low back pain for 3 weeks"),
         ("order reason: SNOMED CT 24700007 Multiple sclerosis", "Multiple sclerosis"),
+        ("visit reason: SNOMED CT 279039007 Low back pain", "Low back pain"),
         ("pain score at SNOMED CT 52612000 Lumbar region", "Pain score at Lumbar region"),
         ('text "Lumbago"', "Lumbago"),
         ("NSAID for more than 14 days: RxNorm 142442 Naproxen sodium", "NSAID for more than 14 days: Naproxen sodium"),
