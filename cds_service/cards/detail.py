@@ -34,11 +34,10 @@ def _one_per_concept(findings: Iterable[Finding]) -> list[tuple[Finding, bool]]:
     return [(finding, bilateral[concept]) for concept, finding in first.items()]
 
 
-def _line(label: str, finding: Finding, bilateral: bool, content: CardContent, always_label: bool = False) -> str:
+def _line(label: str, finding: Finding, what: str, bilateral: bool, content: CardContent, always_label: bool) -> str:
     text = content.detail
-    what = chart_words(finding.evidence.matched, finding.label)
     said = what.lower()
-    words = evidence_words(finding.evidence, finding.label, text.no_date)
+    words = evidence_words(finding.evidence, finding.label, text.no_date, what)
     if bilateral and text.bilateral.lower() not in said:
         words = words.replace(" (", f", {md(text.bilateral)} (", 1)
     if always_label or (label.lower() not in said and finding.label.lower() not in said):
@@ -65,11 +64,12 @@ def why_lines(decision: Decision, content: CardContent) -> list[str]:
     for label, findings, always_label in groups:
         for finding, bilateral in findings:
             # the same words from the same record say nothing new (MS of the spinal cord is MS and a cord feature)
-            key = (finding.evidence.reference, chart_words(finding.evidence.matched, finding.label))
+            what = chart_words(finding.evidence.matched, finding.label)
+            key = (finding.evidence.reference, what)
             if key in shown:
                 continue
             shown.add(key)
-            lines.append(_line(label, finding, bilateral, content, always_label))
+            lines.append(_line(label, finding, what, bilateral, content, always_label))
     return lines
 
 

@@ -54,10 +54,22 @@ def reference_link(reference: Reference, content: CardContent) -> Link | None:
     return None
 
 
+# The reference links of a content, built once: the same on every card (nothing changes a Link once built).
+_REFERENCE_LINKS: dict[int, tuple[CardContent, tuple[Link, ...]]] = {}
+
+
+def reference_links(content: CardContent) -> tuple[Link, ...]:
+    cached = _REFERENCE_LINKS.get(id(content))
+    if cached is None or cached[0] is not content:
+        ordered = sorted(content.references.items, key=lambda r: r.link != "direct")  # direct links first
+        links = tuple(link for ref in ordered if (link := reference_link(ref, content)) is not None)
+        cached = _REFERENCE_LINKS[id(content)] = (content, links)
+    return cached[1]
+
+
 def card_links(content: CardContent, guidance: str | None, smart_app: tuple[str, str] | None) -> list[Link]:
     links = [Link(label=content.guidance.link_label, url=guidance, type="absolute")] if guidance else []
-    ordered = sorted(content.references.items, key=lambda r: r.link != "direct")  # direct links first
-    links += [link for ref in ordered if (link := reference_link(ref, content)) is not None]
+    links += reference_links(content)
     if smart_app is not None:
         label, url = smart_app
         links.append(Link(label=label, url=url, type="smart"))

@@ -24,6 +24,10 @@ _CODED = re.compile(
 _QUOTED = re.compile(r'"([^"]*)"')
 _LEAD_INS = ("order reason: ", "visit reason: ", "text ")  # "where" says these already
 _MARKDOWN = "\\`*_[]<>#|"
+_AFTER_OPEN = re.compile(r"\(\s*[;,\s]*")
+_BEFORE_CLOSE = re.compile(r"[;,\s]*\)")
+_REPEATED_SEMICOLONS = re.compile(r"\s*;(?:\s*;)+")
+_READABLE = re.compile(r"[A-Za-z]{2}")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -59,12 +63,12 @@ def chart_words(matched: str, fallback: str) -> str:
         last = quoted.end()
     pieces.append(_without_codes(text[last:]))
     words = " ".join(p for p in pieces if p)
-    # separators and brackets left behind by a list of codes without displays
-    words = re.sub(r"\(\s*[;,\s]*", "(", words)
-    words = re.sub(r"[;,\s]*\)", ")", words)
-    words = re.sub(r"\s*;(?:\s*;)+", ";", words).replace("()", "")
+    if "(" in words or ";" in words:  # separators and brackets left behind by codes without displays
+        words = _AFTER_OPEN.sub("(", words)
+        words = _BEFORE_CLOSE.sub(")", words)
+        words = _REPEATED_SEMICOLONS.sub(";", words).replace("()", "")
     words = " ".join(words.split()).strip(" :;,")
-    if not re.search(r"[A-Za-z]{2}", words):
+    if not _READABLE.search(words):
         words = fallback
     return clip(words[:1].upper() + words[1:])
 
@@ -83,9 +87,10 @@ def where_and_when(evidence: Evidence, no_date: str) -> str:
     return ", ".join(p for p in (evidence.where, when) if p)
 
 
-def evidence_words(evidence: Evidence, fallback: str, no_date: str) -> str:
-    """ "Low back pain (problem list, since 20 Oct 2026)", markdown-safe."""
-    return f"{md(chart_words(evidence.matched, fallback))} ({md(where_and_when(evidence, no_date))})"
+def evidence_words(evidence: Evidence, fallback: str, no_date: str, what: str | None = None) -> str:
+    """ "Low back pain (problem list, since 20 Oct 2026)", markdown-safe (`what`: chart_words, if known)."""
+    what = chart_words(evidence.matched, fallback) if what is None else what
+    return f"{md(what)} ({md(where_and_when(evidence, no_date))})"
 
 
 # "ICD-10" also names national editions (clinical.valuesets.system_name): its URI is not known from the name.
