@@ -94,13 +94,17 @@ def searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def prefetch(
-    record: Record, added: list[dict[str, Any]] = (), encounter: dict[str, Any] | None = None
+    record: Record,
+    added: list[dict[str, Any]] = (),
+    encounter: dict[str, Any] | None = None,
+    searched: bool = True,
 ) -> dict[str, Any]:
-    """Every prefetch key, filled as a server answers its search; `added` resources join the record."""
+    """Every prefetch key, filled as a server answers its search (`searched`), or with every resource of
+    the key's type (an open server asked without category); `added` resources join the record."""
     by_key: dict[str, list[dict[str, Any]]] = {key: [] for key in KEY_OF_TYPE.values()}
     for resource in list(record.resources) + list(added):
         key = KEY_OF_TYPE.get(resource["resourceType"])
-        if key is not None and _answers(key, resource):
+        if key is not None and (not searched or _answers(key, resource)):
             by_key[key].append(resource)
     out: dict[str, Any] = {"patient": next(r for r in record.resources if r["resourceType"] == "Patient")}
     out.update({key: searchset(resources) for key, resources in by_key.items()})

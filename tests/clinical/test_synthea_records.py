@@ -67,10 +67,13 @@ def _relevance() -> RelevanceFilter:
 
 
 def facts_for(
-    record: Record, added: tuple[dict[str, Any], ...] = (), encounter: dict[str, Any] | None = None
+    record: Record,
+    added: tuple[dict[str, Any], ...] = (),
+    encounter: dict[str, Any] | None = None,
+    searched: bool = True,
 ) -> ClinicalFacts:
     """The facts as the service reads them: every key, the relevance pre-filter, the visit in context."""
-    data = prefetch(record, list(added), encounter)
+    data = prefetch(record, list(added), encounter, searched)
     read = read_prefetch(data, list(data), record.patient_id, ALL_TYPES, _relevance().selector(TODAY, 90))
     return extract_facts(read.all_resources(), TODAY, encounter_id=data["encounter"]["id"])
 
@@ -100,6 +103,16 @@ def test_no_card_for_any_synthea_patient(name: str) -> None:
     facts = facts_for(RECORDS[name])
     assert facts.multiple_sclerosis == () and facts.back_pain == ()
     assert decide(facts).level is Level.NONE
+
+
+@pytest.mark.parametrize("name", sorted(RECORDS))
+def test_whatever_is_sent_the_same_decisions(name: str) -> None:
+    """Every resource of each type (laboratory results and reports too, as an open server asked without
+    category answers): still no card, and still baseline with MS and back pain."""
+    record = RECORDS[name]
+    assert decide(facts_for(record, searched=False)).level is Level.NONE
+    with_ms = facts_for(record, (ms(record), back_pain(record)), searched=False)
+    assert decide(with_ms).level is Level.BASELINE and with_ms.poor_analgesic_response == ()
 
 
 @pytest.mark.parametrize("name", sorted(RECORDS))
