@@ -14,7 +14,8 @@ Each records the regions covered and the contrast protocol.
 
 One study seen several ways is one study (`one_per_study`): two records are the same study when
 one names the other (DiagnosticReport.imagingStudy, ImagingStudy.procedureReference,
-Procedure.report), when they share an order (basedOn) or an identifier (e.g. the accession number),
+Procedure.report), when they share an order (basedOn a ServiceRequest: a care plan orders many
+studies) or an identifier (e.g. the accession number),
 or, with no such link, when they are dated the same day: one imaging session, which EHRs often
 split into one report per region ("MR cervical spine", "MR thoracic spine" done together cover the
 cord). Links join transitively. The study is shown as its report when there is one (then the
@@ -145,7 +146,8 @@ class _Record:
 
 def _keys(resource: Any, *named: list[str]) -> frozenset[str]:
     own = f"{resource.get_resource_type()}/{resource.id}" if resource.id else f"(no id) {id(resource)}"
-    out = {own, *_identifiers(resource), *_references(getattr(resource, "basedOn", None))}
+    orders = [r for r in _references(getattr(resource, "basedOn", None)) if r.startswith("ServiceRequest/")]
+    out = {own, *_identifiers(resource), *orders}
     for references in named:
         out.update(references)
     return frozenset(out)

@@ -279,6 +279,12 @@ def test_records_of_one_order_or_one_accession_number_are_one_study() -> None:
     assert len(by_id.spinal_mri) == 1
 
 
+def test_a_shared_care_plan_is_no_link() -> None:
+    plan = [{"reference": "CarePlan/ms-monitoring"}]
+    facts = facts_of(report("dr", CERVICAL_MRI, days=3, basedOn=plan), procedure("pr", cc(CPT, "72156"), basedOn=plan))
+    assert len(facts.spinal_mri) == 2
+
+
 def test_unlinked_records_are_one_study_only_when_done_the_same_day() -> None:
     same = facts_of(report("dr", CERVICAL_MRI, days=20), procedure("pr", cc(CPT, "72156"), days=20))
     assert len(same.spinal_mri) == 1

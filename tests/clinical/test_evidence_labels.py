@@ -20,7 +20,7 @@ from cds_service.clinical.relevance import RelevanceFilter
 from cds_service.fhir.decode import typed_resource
 from cds_service.fhir.parse import parse_resource
 from cds_service.fhir.prefetch import read_prefetch
-from cds_service.services.patient_data import WANTED_TYPES, prefetch_templates
+from cds_service.services.patient_data import WANTED_TYPES
 from tests.conftest import NOW, expected_outcomes, load_fixture
 
 SCT = "http://snomed.info/sct"
@@ -165,11 +165,17 @@ def _all_evidence(facts: f.ClinicalFacts) -> list[f.Evidence]:
     return [finding.evidence for group in groups for finding in group] + [s.evidence for s in facts.spinal_mri]
 
 
+def _fixture_facts(name: str) -> f.ClinicalFacts:
+    request = load_fixture(name)
+    context = request["context"]
+    types = WANTED_TYPES | {"DiagnosticReport", "Procedure", "Encounter"}
+    data = read_prefetch(request["prefetch"], list(request["prefetch"]), context["patientId"], types)
+    return extract_facts(data.all_resources(), NOW.date(), encounter_id=context.get("encounterId"))
+
+
 @pytest.mark.parametrize("name", sorted(expected_outcomes()))
 def test_every_fixture_evidence_is_labelled(name: str) -> None:
-    request = load_fixture(name)
-    data = read_prefetch(request["prefetch"], prefetch_templates(), request["context"]["patientId"], WANTED_TYPES)
-    for item in _all_evidence(extract_facts(data.all_resources(), NOW.date())):
+    for item in _all_evidence(_fixture_facts(name)):
         assert item.where in {
             f.PROBLEM_LIST,
             f.ENCOUNTER_DIAGNOSIS,
@@ -177,6 +183,32 @@ def test_every_fixture_evidence_is_labelled(name: str) -> None:
             f.CONDITION_RECORD,
             f.OBSERVATION,
             f.IMAGING_STUDY,
+            f.RADIOLOGY_REPORT,
+            f.PROCEDURE_RECORD,
+            f.VISIT_REASON,
             f.MEDICATION_LIST,
         }, item
         assert bool(item.date_label) is (item.date is not None), item
+
+
+def test_the_ehr_fixtures_say_where_in_clinical_words() -> None:
+    (visit,) = _fixture_facts("visit-reason-back-pain").back_pain
+    assert (visit.evidence.where, visit.evidence.date_label) == (f.VISIT_REASON, f.RECORDED)
+    (referenced,) = _fixture_facts("visit-reason-references-old-back-pain").back_pain
+    assert (referenced.evidence.where, referenced.evidence.date_label) == (f.VISIT_REASON, f.SINCE)
+    (reports,) = _fixture_facts("mri-as-radiology-reports-covers-cord").spinal_mri
+    assert (reports.evidence.where, reports.evidence.date_label) == (f.RADIOLOGY_REPORT, f.PERFORMED)
+    assert [e.reference for e in reports.also_seen_as] == ["DiagnosticReport/pv34-mri-t-report"]
+    (three,) = _fixture_facts("mri-seen-three-ways-counted-once").spinal_mri
+    assert [(e.reference, e.where) for e in three.also_seen_as] == [
+        ("ImagingStudy/pv36-mri-spine", f.IMAGING_STUDY),
+        ("Procedure/pv36-mri-spine-procedure", f.PROCEDURE_RECORD),
+    ]
+    (procedures,) = _fixture_facts("mri-as-procedures-covers-cord").spinal_mri
+    assert procedures.evidence.where == f.PROCEDURE_RECORD
+    (nsaid,) = _fixture_facts("cord-features-nsaid-started-for-back-pain").poor_analgesic_response
+    assert (nsaid.evidence.where, nsaid.evidence.date_label) == (f.MEDICATION_LIST, f.STARTED)
+    (ms,) = _fixture_facts("urgent-new-paraparesis").multiple_sclerosis
+    (back,) = _fixture_facts("urgent-new-paraparesis").back_pain
+    assert (ms.evidence.where, ms.evidence.date_label) == (f.PROBLEM_LIST, f.SINCE)
+    assert back.evidence.where == f.ENCOUNTER_DIAGNOSIS
