@@ -3,8 +3,10 @@ record (thousands of vital signs and lab results) goes no further than the decod
 conformance check). It must never drop a resource a rule could use, so it is a superset of the rules
 by construction:
 
-* what it reads is what the rules read: every element declared for the resource type in the
-  reading contract (fhir/schema.py), walked generically; there is no list of elements here;
+* what it reads is what the rules read: the elements declared for the resource type in the reading
+  contract (fhir/schema.py) whose types can name a clinical thing (texts, codings, concepts, notes;
+  not quantities, periods, references, identifiers: `Element.names_things`), walked generically;
+  there is no list of elements here;
 * what it looks for is what the rules can recognise: any code, ICD-10 prefix or phrase of the value
   sets the rules match at any date (FINDINGS), the drug products and spinal-MRI codes the
   medication and imaging rules recognise (their own code sets), and the codes of the observations
