@@ -102,7 +102,7 @@ class RelevanceFilter:
     def _flags(self, struct: schema.Element, memo: dict[Any, int]) -> int:
         """FINDING | WINDOW for what is declared of `struct`, at any depth."""
         flags = 0
-        if isinstance(struct, schema.Coding):
+        if type(struct) is schema.Coding:
             flags |= FINDING if self.findings.names_code(struct.system, struct.code) else 0
             flags |= WINDOW if self.windowed.names_code(struct.system, struct.code) else 0
         for name in _elements_read(type(struct)):
@@ -121,11 +121,12 @@ class RelevanceFilter:
     def _judged(self, value: Any, memo: dict[Any, int]) -> int:
         """The flags of one element: a text or a concept remembered per distinct value (a long record
         repeats the same few), anything else read afresh."""
-        if not isinstance(value, str | schema.CodeableConcept):
+        kind = type(value)
+        if kind is not str and kind is not schema.CodeableConcept:
             return self._flags(value, memo)
         flags = memo.get(value)
         if flags is None:
-            flags = self._flags(value, memo) if isinstance(value, schema.CodeableConcept) else self._text(value)
+            flags = self._text(value) if kind is str else self._flags(value, memo)
             if len(memo) > _MEMO_LIMIT:
                 memo.clear()
             memo[value] = flags

@@ -74,10 +74,13 @@ def _belongs_to_other_patient(resource: Any, patient_id: str) -> bool:
             return resource.get("id") not in (None, patient_id)
         elements = [resource.get("subject"), resource.get("patient")]
         return any((other := _reference_id(e, "Patient")) is not None and other != patient_id for e in elements)
-    if isinstance(resource, Patient):
+    if type(resource) is Patient:
         return resource.id not in (None, patient_id)
-    other = _reference_id(getattr(resource, "subject", None), "Patient")
-    return other is not None and other != patient_id
+    subject = getattr(resource, "subject", None)
+    reference = subject.reference if subject is not None else None
+    if reference is None or not reference.startswith("Patient/"):
+        return False
+    return reference.split("/", 2)[1] != patient_id
 
 
 def _operation_outcome_failed(raw: dict[str, Any]) -> bool:
