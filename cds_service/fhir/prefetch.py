@@ -77,7 +77,7 @@ def _belongs_to_other_patient(resource: Any, patient_id: str) -> bool:
     if type(resource) is Patient:
         return resource.id not in (None, patient_id)
     subject = getattr(resource, "subject", None)
-    reference = subject.reference if subject is not None else None
+    reference: str | None = subject.reference if subject is not None else None
     if reference is None or not reference.startswith("Patient/"):
         return False
     return reference.split("/", 2)[1] != patient_id
