@@ -201,7 +201,9 @@ class ConceptIndex:
         """The concepts with a phrase that begins with a word of `text`, in value-set order."""
         keys: set[str] = set()
         for word in _TOKEN.findall(text.lower()):
-            keys |= self.by_first_word.get(word, frozenset())
+            found = self.by_first_word.get(word)
+            if found is not None:
+                keys.update(found)
         return [c for c in self.concepts if c.key in keys] if keys else []
 
 
