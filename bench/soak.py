@@ -176,7 +176,13 @@ class Service:
     log_path: Path
 
     @classmethod
-    def start(cls, workdir: Path, extra_env: dict[str, str] | None = None, timeout: float = 60.0) -> Service:
+    def start(
+        cls,
+        workdir: Path,
+        extra_env: dict[str, str] | None = None,
+        timeout: float = 60.0,
+        extra_args: list[str] | None = None,
+    ) -> Service:
         port = free_port()
         env = {
             **os.environ,
@@ -191,7 +197,11 @@ class Service:
         command = [sys.executable, "-m", "cds_service.cli", "serve", "--port", str(port), "--no-access-log"]
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [*command, "--log-level", "warning"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+                [*command, "--log-level", "warning", *(extra_args or [])],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         service = cls(port, process, log_path)
         deadline = time.monotonic() + timeout
