@@ -167,6 +167,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _limit_open_files(limit: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
 @dataclass
 class Service:
     """`cds-service serve` with one worker, in a process of its own (its pid is the worker's)."""
@@ -182,6 +188,7 @@ class Service:
         extra_env: dict[str, str] | None = None,
         timeout: float = 60.0,
         extra_args: list[str] | None = None,
+        max_open_files: int | None = None,
     ) -> Service:
         port = free_port()
         env = {
@@ -202,6 +209,7 @@ class Service:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=None if max_open_files is None else lambda: _limit_open_files(max_open_files),
             )
         service = cls(port, process, log_path)
         deadline = time.monotonic() + timeout

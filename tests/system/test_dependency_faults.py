@@ -303,6 +303,32 @@ def test_a_client_that_disconnects_mid_body_is_one_info_line(service_for_clients
     assert "Traceback" not in log and '"level": "ERROR"' not in log, log[-3000:]
 
 
+def test_out_of_file_descriptors_is_summarised_not_a_traceback_flood(tmp_path: Path) -> None:
+    env = {"CDS_LOG_LEVEL": "INFO", "CDS_PATIENT_HASH_KEY": HASH_KEY}
+    service = Service.start(tmp_path, env, extra_args=["--header-timeout-seconds", "2"], max_open_files=128)
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(250):  # more than the process can hold
+            sockets.append(socket.create_connection(("127.0.0.1", service.port), timeout=5))
+        wait_for(lambda: "accept() failing" in service.log_path.read_text(), 15, "the summarised accept() warning")
+        time.sleep(2)
+    finally:
+        for sock in sockets:
+            sock.close()
+    try:
+        # Once the idle connections are gone the service answers again.
+        wait_for(
+            lambda: httpx.post(service.base_url + SERVICE_URL, json=BODY, timeout=5).status_code == 200,
+            20,
+            "served again",
+        )
+        log = service.log_path.read_text()
+        assert "Traceback" not in log and "out of system resource" not in log, log[-3000:]
+        assert log.count("accept() failing") <= 3, log[-3000:]
+    finally:
+        service.stop()
+
+
 # --- a FHIR server that answers a huge page -------------------------------------------------------------
 
 
