@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     redis_key_prefix: str = "cds:replay:"
     # Connect and read timeout of each Redis command; a replay check gives up after twice this.
-    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
+    redis_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
 
     # Overload: above this many hook calls in flight in one worker, answer 503 with
     # Retry-After at once (protocol/load_shedding.py) rather than queue past the EHR's time budget.

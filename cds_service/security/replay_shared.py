@@ -16,7 +16,7 @@ read-then-write race:
 else the database, else the per-process in-memory cache.
 
 Any failure of the shared store, or no answer within its bound (Redis: connect and read timeouts of
-`socket_timeout` each, one retry, the whole check within twice that; database: `timeout_seconds`),
+`socket_timeout` each, one retry, the whole check within twice that; database: CDS_DB_WRITE_TIMEOUT_SECONDS),
 raises `ReplayStoreUnavailable`: the call is then answered 503 with Retry-After (never accepted,
 and never a 401, which would tell a valid client its token is wrong). `check()` tells readiness.
 """
@@ -77,7 +77,7 @@ class RedisReplayCache:
         *,
         clock: Callable[[], float] = time.time,
         client: Any | None = None,
-        socket_timeout: float = 0.5,
+        socket_timeout: float = 1.0,
     ):
         if client is None:
             import redis.asyncio as aioredis  # imported here: only deployments with Redis need it
@@ -153,13 +153,16 @@ class DatabaseReplayCache:
         *,
         clock: Callable[[], float] = time.time,
         cleanup_interval_seconds: float = CLEANUP_INTERVAL_SECONDS,
-        timeout_seconds: float = 1.0,
+        timeout_seconds: float | None = None,
     ):
         self._storage: StorageProvider = storage if callable(storage) else (lambda: storage)
         self._clock = clock
         self._cleanup_interval = cleanup_interval_seconds
         self._last_cleanup = -math.inf
-        self._timeout = timeout_seconds
+        self._timeout = timeout_seconds  # None: the storage's CDS_DB_WRITE_TIMEOUT_SECONDS
+
+    def _bound(self, storage: Storage) -> float:
+        return self._timeout if self._timeout is not None else storage.settings.db_write_timeout_seconds
 
     async def first_use(self, jti: str, iss: str, expires_at: float) -> bool:
         storage = self._storage()
@@ -167,7 +170,9 @@ class DatabaseReplayCache:
             raise ReplayStoreUnavailable("the storage is not open (the app has not started, or has stopped)")
         now_seconds = self._clock()
         try:
-            first = await bounded(lambda: self._first_use(storage, jti, iss, expires_at, now_seconds), self._timeout)
+            first = await bounded(
+                lambda: self._first_use(storage, jti, iss, expires_at, now_seconds), self._bound(storage)
+            )
         except Exception as exc:  # database errors and timeouts: the store cannot answer
             raise ReplayStoreUnavailable(f"database replay cache: {type(exc).__name__}") from None
         if now_seconds - self._last_cleanup >= self._cleanup_interval:
@@ -186,7 +191,7 @@ class DatabaseReplayCache:
                 await connection.execute(text("SELECT 1 FROM seen_jti LIMIT 1"))
 
         try:
-            await bounded(select_one, self._timeout)
+            await bounded(select_one, min(self._bound(storage), 1.0))
             return "ok"
         except Exception as exc:  # noqa: BLE001 - any failure means "cannot be used"
             return f"unreachable ({type(exc).__name__})"
@@ -216,7 +221,7 @@ class DatabaseReplayCache:
                 return await session.execute(delete(SeenJti).where(table.c.expires_at <= now))
 
         try:
-            result = await bounded(delete_expired, self._timeout)
+            result = await bounded(delete_expired, self._bound(storage))
             deleted = getattr(result, "rowcount", 0)
             if deleted:
                 log.debug("replay cache: %d expired token ids deleted", deleted)
@@ -233,7 +238,7 @@ def replay_cache_from_settings(
     *,
     key_prefix: str = DEFAULT_KEY_PREFIX,
     clock: Callable[[], float] = time.time,
-    timeout_seconds: float = 0.5,
+    timeout_seconds: float = 1.0,
 ) -> ReplayCache:
     """Redis when `redis_url` is set; else the database (`storage_provider`, looked up at call time);
     else a per-process in-memory cache (right for one process only). `timeout_seconds`: Redis's
