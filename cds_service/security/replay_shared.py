@@ -16,7 +16,7 @@ read-then-write race:
 else the database, else the per-process in-memory cache.
 
 Any failure of the shared store, or no answer within its bound (Redis: connect and read timeouts of
-`socket_timeout` each, one retry, the whole check within twice that; database: CDS_DB_WRITE_TIMEOUT_SECONDS),
+`socket_timeout` each, one retry, the whole check within twice that; database: 5 s at most),
 raises `ReplayStoreUnavailable`: the call is then answered 503 with Retry-After (never accepted,
 and never a 401, which would tell a valid client its token is wrong). `check()` tells readiness.
 """
@@ -159,10 +159,10 @@ class DatabaseReplayCache:
         self._clock = clock
         self._cleanup_interval = cleanup_interval_seconds
         self._last_cleanup = -math.inf
-        self._timeout = timeout_seconds  # None: the storage's CDS_DB_WRITE_TIMEOUT_SECONDS
+        self._timeout = timeout_seconds  # None: CDS_DB_WRITE_TIMEOUT_SECONDS, at most 5 s (a hook call waits on it)
 
     def _bound(self, storage: Storage) -> float:
-        return self._timeout if self._timeout is not None else storage.settings.db_write_timeout_seconds
+        return self._timeout if self._timeout is not None else min(storage.settings.db_write_timeout_seconds, 5.0)
 
     async def first_use(self, jti: str, iss: str, expires_at: float) -> bool:
         storage = self._storage()

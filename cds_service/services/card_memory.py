@@ -97,6 +97,10 @@ class CardMemory:
         feedback is stored; at shutdown). Only the cards queued before this call are waited for: a
         queue that keeps refilling under load does not hold the caller. True when they are written."""
         target = self._queued_total
+        if self._settled_total >= target:
+            return True
+        if time.monotonic() < self._skip_reads_until:
+            return False  # the database failed a moment ago: do not hold the caller for writes that will fail
         writer = self._writer
         if writer is not None and not writer.done() and writer.get_loop() is asyncio.get_running_loop():
             assert self._wake is not None and self._progress is not None

@@ -41,14 +41,14 @@ class StorageSettings(BaseSettings):
     db_connect_timeout_seconds: int = Field(default=2, ge=2, le=60)
     db_statement_timeout_ms: int = Field(default=2000, ge=100, le=600_000)
     # Waiting for a free pooled connection.
-    db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # SQLite: how long a writer waits for another writer's lock.
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
     # The override look-up on the hook path gives up after this long: the card is then served
     # without the alert-fatigue memory (counted in cds_storage_fallbacks_total).
     db_read_timeout_ms: int = Field(default=150, ge=10, le=60_000)
     # Writes (issued cards, feedback) and the readiness probe give up after this long.
-    db_write_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    db_write_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     # After a database failure, the hook path skips the database for this long (then tries again).
     db_retry_after_seconds: float = Field(default=2.0, ge=0, le=300)
 

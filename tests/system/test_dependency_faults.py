@@ -52,7 +52,12 @@ def feedback(card_uuid: str) -> dict[str, Any]:
 def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
     started = time.perf_counter()
     response = call()
-    return response, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    # Shown with `pytest -s`: the figures of the closing note (what each fault answers, how fast).
+    print(
+        f"fault-timing: {response.request.method} {response.request.url.path} -> {response.status_code} in {seconds * 1000:.0f} ms"
+    )
+    return response, seconds
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
