@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from cds_service import __version__
 from cds_service.protocol.connections import DEFAULT_HEADER_READ_TIMEOUT_SECONDS, BoundedH11Protocol
 
 # A client JWT may be 16 KiB (security/jwt_auth.py MAX_TOKEN_CHARS): h11's default of 16 KiB for a
@@ -107,6 +108,7 @@ def _migrate_once_for_all_workers() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cds-service", description="MS back pain CDS Hooks 2.0 service")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve_cmd = sub.add_parser("serve", help="run the HTTP service")
     serve_cmd.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")

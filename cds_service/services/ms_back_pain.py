@@ -61,7 +61,9 @@ class MsBackPainPatientView(CdsService[PatientViewContext]):
         if data is None:
             return CdsResponse(cards=[])
         with gc_paused():  # the rules allocate much and free it by reference counting
-            facts = extract_facts(data.resources, now.date(), self._rules, data.medications_assessed)
+            facts = extract_facts(
+                data.resources, now.date(), self._rules, data.medications_assessed, encounter_id=context.encounterId
+            )
             decision = decide(facts)
         if self._memory is not None and decision.shows_card:
             override = await self._memory.last_override(SERVICE_ID, patient_id, now)

@@ -122,7 +122,12 @@ class _MsBackPainOrders(CdsService[ContextT]):
         # The selected orders' own reasons count as evidence; other drafts are context only.
         with gc_paused():  # the rules allocate much and free it by reference counting
             facts = extract_facts(
-                data.resources + reason_conds, now.date(), self._rules, data.medications_assessed, orders=targets
+                data.resources + reason_conds,
+                now.date(),
+                self._rules,
+                data.medications_assessed,
+                orders=targets,
+                encounter_id=context.encounterId,
             )
             decision = decide(facts)
         medications = {ref: model for ref, model in bundled.items() if ref.startswith("Medication/")}
