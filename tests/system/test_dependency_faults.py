@@ -313,14 +313,14 @@ def test_out_of_file_descriptors_is_summarised_not_a_traceback_flood(tmp_path: P
     service = Service.start(tmp_path, env, extra_args=["--header-timeout-seconds", "2"], max_open_files=128)
     sockets: list[socket.socket] = []
     try:
-        for _ in range(250):  # more than the process can hold
-            sockets.append(socket.create_connection(("127.0.0.1", service.port), timeout=5))
-        wait_for(lambda: "accept() failing" in service.log_path.read_text(), 15, "the summarised accept() warning")
-        time.sleep(2)
-    finally:
-        for sock in sockets:
-            sock.close()
-    try:
+        try:
+            for _ in range(250):  # more than the process can hold
+                sockets.append(socket.create_connection(("127.0.0.1", service.port), timeout=5))
+            wait_for(lambda: "accept() failing" in service.log_path.read_text(), 15, "the summarised accept() warning")
+            time.sleep(2)
+        finally:
+            for sock in sockets:
+                sock.close()
         # Once the idle connections are gone the service answers again.
         wait_for(
             lambda: httpx.post(service.base_url + SERVICE_URL, json=BODY, timeout=5).status_code == 200,
