@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fhir.resources.R4B.servicerequest import ServiceRequest
+from pydantic import ValidationError
 
 from cds_service.cards.builder import (
     CardContext,
@@ -32,18 +33,21 @@ from cds_service.protocol.models import Action, Card, Suggestion
 
 def _what(order: DraftOrder, draft: Mapping[str, Any]) -> str:
     concept = draft.get("code") or draft.get("medicationCodeableConcept") or {}
-    text = concept.get("text") if isinstance(concept, dict) else None
-    if not text and isinstance(concept, dict):
-        text = next(
-            (c.get("display") for c in concept.get("coding", []) if isinstance(c, dict) and c.get("display")), None
-        )
+    concept = concept if isinstance(concept, dict) else {}
+    text = concept.get("text") if isinstance(concept.get("text"), str) else None
+    coding = concept.get("coding")
+    codings: list[Any] = coding if isinstance(coding, list) else []
+    if not text:
+        text = next((c["display"] for c in codings if isinstance(c, dict) and isinstance(c.get("display"), str)), None)
     if not text and order.imaging:
         text = order.imaging.matched
     return " ".join(str(text or order.resource_type).split())
 
 
-def _contrast_update(order: DraftOrder, draft: Mapping[str, Any], content: dict[str, Any]) -> Suggestion:
-    """The selected draft, unchanged but for its code: the without-and-with protocol, same regions."""
+def _contrast_update(order: DraftOrder, draft: Mapping[str, Any], content: dict[str, Any]) -> Suggestion | None:
+    """The selected draft, unchanged but for its code: the without-and-with protocol, same regions.
+    None when the draft as sent is not a valid ServiceRequest (it was read with repairs): an update
+    must not send an invalid resource, nor silently drop what the clinician entered."""
     regions = order.imaging.regions if order.imaging else frozenset()
     orderable = valuesets.load("spinal_mri")["orderable"]
     target_key = (
@@ -52,7 +56,10 @@ def _contrast_update(order: DraftOrder, draft: Mapping[str, Any], content: dict[
     codings = [dict(c) for c in orderable[target_key]]
     updated = copy.deepcopy(dict(draft))
     updated["code"] = {"coding": codings, "text": codings[0]["display"]}
-    ServiceRequest.model_validate(updated)  # never send an invalid resource
+    try:
+        ServiceRequest.model_validate(updated)  # never send an invalid resource
+    except (ValidationError, ValueError, TypeError):
+        return None
     text = content["orders"]["mri_contrast"]
     region_words = "spine" if target_key == "spine" else f"{target_key} spine"
     return Suggestion(
@@ -121,7 +128,8 @@ def build_order_card(
     elif advice.kind is OrderAdviceKind.MRI_CONTRAST:
         text = orders_text["mri_contrast"]
         summary, intro = text["summary"], text["intro"].format(order=advice.order.reference, what=what)
-        suggestions, extra = [_contrast_update(advice.order, draft, content)], []
+        update = _contrast_update(advice.order, draft, content)
+        suggestions, extra = ([update] if update else []), []
     else:
         text = orders_text["analgesic"]
         classes = set(advice.order.analgesic)
