@@ -98,6 +98,19 @@ def hook_seeds() -> list[dict[str, Any]]:
     return seeds
 
 
+def resource_seeds() -> list[dict[str, Any]]:
+    """Every resource of the hook seeds' prefetch and draft orders (each a JSON object)."""
+    out: list[dict[str, Any]] = []
+    for request in hook_seeds():
+        bundles = list((request.get("prefetch") or {}).values()) + [request["context"].get("draftOrders")]
+        for value in bundles:
+            if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+                out += [e["resource"] for e in value.get("entry", []) if isinstance(e.get("resource"), dict)]
+            elif isinstance(value, dict):
+                out.append(value)
+    return out
+
+
 def feedback_seeds() -> list[dict[str, Any]]:
     card = "4e0a3a1e-3283-4575-ab82-028d55fe2719"
     return [
@@ -139,6 +152,14 @@ class Deep:
 
     def __init__(self, levels: int, kind: str, leaf: str):
         self.levels, self.kind, self.leaf = levels, kind, leaf
+
+    def value(self, max_levels: int = 200) -> Any:
+        """As Python values, at most `max_levels` deep (deeper ones stay in JSON text: Python's own
+        copy and repr recurse)."""
+        node: Any = json.loads(self.leaf)
+        for _ in range(min(self.levels, max_levels)):
+            node = [node] if self.kind == "list" else {"coding" if self.kind == "coding" else "a": node}
+        return node
 
     def text(self) -> str:
         if self.kind == "list":
@@ -253,7 +274,9 @@ def mutate(root: dict[str, Any], path: Path_, operation: str, value: Any) -> Non
 
 
 @st.composite
-def mutated(draw: st.DrawFn, seeds: list[dict[str, Any]], max_mutations: int = 4) -> dict[str, Any]:
+def mutated(
+    draw: st.DrawFn, seeds: list[dict[str, Any]], max_mutations: int = 4, request: bool = True
+) -> dict[str, Any]:
     """One seed with 1..max_mutations mutations: in a quarter of the bodies aimed anywhere (the
     envelope: hook, hookInstance, context fields), else only at the data (prefetch resources, draft
     orders), where most bodies must still be answered with cards."""
@@ -263,6 +286,12 @@ def mutated(draw: st.DrawFn, seeds: list[dict[str, Any]], max_mutations: int = 4
         everywhere = list(paths(body))
         if not everywhere:
             break
+        if not request:  # a resource: anywhere in it
+            path = draw(st.sampled_from(everywhere))
+            operation = draw(st.sampled_from(["replace", "same_type", "delete", "wrap", "add", "duplicate"]))
+            value = draw(_same_type(_parent(body, path)[path[-1]])) if operation == "same_type" else draw(values)
+            mutate(body, path, "replace" if operation == "same_type" else operation, copy.deepcopy(value))
+            continue
         data = [p for p in everywhere if p[0] == "prefetch" or p[:2] == ("context", "draftOrders")]
         envelope = [p for p in everywhere if len(p) <= 3 and p not in data]
         pool = envelope if not data or (envelope_too and envelope and draw(st.booleans())) else data
@@ -277,6 +306,21 @@ def mutated(draw: st.DrawFn, seeds: list[dict[str, Any]], max_mutations: int = 4
             value = copy.deepcopy(draw(values))  # NASTY's lists stay empty
         mutate(body, path, operation, value)  # NASTY's lists stay empty
     return body
+
+
+def as_python(value: Any) -> Any:
+    """`value` with every `Deep` made Python values (without recursion)."""
+    root = [value]
+    stack: list[Any] = [root]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, item in list(items):
+            if isinstance(item, Deep):
+                node[key] = item.value()
+            elif isinstance(item, dict | list):
+                stack.append(item)
+    return root[0]
 
 
 def to_body(value: Any) -> bytes:
