@@ -59,7 +59,7 @@ async def call_service(service_id: str, request: Request, registry: RegistryDep,
     body = parse_json_object(
         await read_limited_body(request, limits.max_body_bytes),
         limits.max_json_depth,
-        checked_later=frozenset({"prefetch"}),
+        checked_later=frozenset({("prefetch",), ("context", "draftOrders", "entry")}),
     )
     try:
         cds_request = CdsRequest.model_validate(body)

@@ -172,9 +172,29 @@ def test_odd_drafts_are_skipped_not_fatal(client: TestClient, resource: dict[str
     check_response(response.json())
 
 
-def test_order_select_with_a_draft_nested_1000_levels_is_400(client: TestClient) -> None:
+@pytest.mark.parametrize(
+    "deep",
+    [
+        {"resource": Deep(1000, "dict", "1")},
+        {"resource": {"resourceType": "ServiceRequest", "id": "deep", "code": Deep(1000, "coding", '"24937-5"')}},
+        Deep(1000, "list", "1"),
+    ],
+)
+def test_a_draft_nested_1000_levels_is_skipped_like_a_deep_prefetch_resource(client: TestClient, deep: Any) -> None:
+    """Draft orders are data, like prefetch: a draft nested past the limit is skipped, not a 400."""
     body = order_fixture("lumbar-mri-loinc")
-    body["context"]["draftOrders"]["entry"].append({"resource": Deep(1000, "dict", "1")})
+    body["context"]["draftOrders"]["entry"].append(deep)
+    response = _post(client, SELECT_URL, to_body(body))
+    assert response.status_code == 200, response.text
+    assert [c["indicator"] for c in response.json()["cards"]] == ["warning"]
+
+
+def test_the_rest_of_the_context_is_still_depth_checked(client: TestClient) -> None:
+    body = order_fixture("lumbar-mri-loinc")
+    body["context"]["draftOrders"]["meta"] = Deep(1000, "dict", "1")
+    _error(_post(client, SELECT_URL, to_body(body)), 400, "too_deeply_nested")
+    body = order_fixture("lumbar-mri-loinc")
+    body["context"]["vendor"] = Deep(100, "list", "1")
     _error(_post(client, SELECT_URL, to_body(body)), 400, "too_deeply_nested")
 
 
