@@ -131,7 +131,7 @@ def test_order_sign_skips_a_draft_whose_id_is_no_fhir_id(client: TestClient, dra
     assert response.status_code == 200, response.text
     check_response(response.json())
     cards = response.json()["cards"]
-    assert len(cards) == 1 and "MedicationRequest/os20-ibu" in cards[0]["detail"]
+    assert len(cards) == 1 and "Ibuprofen" in cards[0]["detail"]
 
 
 def test_order_sign_still_advises_on_both_valid_drafts(client: TestClient) -> None:
