@@ -53,7 +53,7 @@ def cpu_ms(step: Callable[[], Any], calls: int) -> tuple[float, Any]:
 def measure(body: bytes, now: dt.date, calls: int) -> dict[str, Any]:
     keys = tuple(prefetch_templates())
     relevance = RelevanceFilter.from_value_sets()
-    envelope_ms, envelope = cpu_ms(lambda: parse_json_object(body, 64, frozenset({"prefetch"})), calls)
+    envelope_ms, envelope = cpu_ms(lambda: parse_json_object(body, 64, frozenset({("prefetch",)})), calls)
     patient = envelope["context"]["patientId"]
     read_ms, data = cpu_ms(
         lambda: read_prefetch(envelope["prefetch"], keys, patient, WANTED_TYPES, relevance.selector(now, 90)), calls

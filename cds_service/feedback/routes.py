@@ -31,7 +31,7 @@ from cds_service.feedback.models import FeedbackItem, FeedbackRequest
 from cds_service.observability import FEEDBACK
 from cds_service.protocol.body import parse_json_object, read_limited_body
 from cds_service.protocol.dependencies import CardMemoryDep, RegistryDep, SettingsDep, StorageDep
-from cds_service.protocol.errors import CdsError, validation_details
+from cds_service.protocol.errors import CdsError, unknown_service, validation_details
 from cds_service.storage.db import bounded
 from cds_service.storage.repository import FeedbackRecord, record_feedback
 
@@ -68,7 +68,7 @@ async def post_feedback(
 ) -> JSONResponse:
     started = time.perf_counter()
     if registry.get(service_id) is None:
-        raise CdsError(404, "unknown_service", f"No CDS service with id {service_id[:80]!r}.")
+        raise unknown_service()
     max_bytes = min(FEEDBACK_MAX_BYTES, limits.max_body_bytes)
     body = parse_json_object(await read_limited_body(request, max_bytes), limits.max_json_depth)
     try:

@@ -87,7 +87,12 @@ def _operation_outcome_failed(raw: dict[str, Any]) -> bool:
     issues = raw.get("issue")
     if not isinstance(issues, list):
         return True  # an OperationOutcome in place of data says the query did not succeed
-    return any(isinstance(i, dict) and i.get("severity") in _FAILED_SEVERITIES for i in issues)
+    return any(isinstance(i, dict) and _text(i.get("severity")) in _FAILED_SEVERITIES for i in issues)
+
+
+def _text(value: Any) -> str | None:
+    """`value` when it is a string, else None: a list or object read from JSON is not hashable."""
+    return value if isinstance(value, str) else None
 
 
 def _typed_outcome_failed(outcome: OperationOutcome) -> bool:
@@ -223,7 +228,14 @@ def read_prefetch(
         read: list[ReadResource] = []
         parsed = _Parsed(value)
         for position, entry in entries:
-            resource = _read_one(parsed, position, entry, patient_id, wanted_types, select, out.skipped)
+            try:
+                resource = _read_one(parsed, position, entry, patient_id, wanted_types, select, out.skipped)
+            except Exception as exc:  # noqa: BLE001 - one unreadable resource must not cost the whole call
+                # The readers are total over JSON (tests/fhir/test_reader_properties.py); if one is not,
+                # the resource is skipped like any unreadable one, and the log says which error it was.
+                log.error("prefetch: reading a resource failed: %s", type(exc).__name__)
+                out.skipped[f"reader error {type(exc).__name__}"] += 1
+                continue
             if resource is not None:
                 read.append(resource)
         out.resources[key] = read

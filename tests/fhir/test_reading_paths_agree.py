@@ -91,7 +91,7 @@ def _facts(resources: list[Any]) -> ClinicalFacts:
 
 
 def _as_the_service_reads(request: dict[str, Any], select: Any = None) -> list[Any]:
-    body = parse_json_object(json.dumps(request).encode(), 64, checked_later=frozenset({"prefetch"}))
+    body = parse_json_object(json.dumps(request).encode(), 64, checked_later=frozenset({("prefetch",)}))
     data = read_prefetch(body.get("prefetch"), KEYS, request["context"]["patientId"], WANTED_TYPES, select)
     return [r for r in data.all_resources(KEYS) if r.get_resource_type() != "Patient"]
 
@@ -159,7 +159,7 @@ def test_a_declined_resource_goes_to_fhir_resources_alone_and_an_unreadable_one_
             {"resource": {"resourceType": "Basic", "id": "other-type", "code": {"text": "x"}}},
         ],
     }
-    body = parse_json_object(json.dumps({"prefetch": {"conditions": bundle}}).encode(), 64, frozenset({"prefetch"}))
+    body = parse_json_object(json.dumps({"prefetch": {"conditions": bundle}}).encode(), 64, frozenset({("prefetch",)}))
     data = read_prefetch(body["prefetch"], ["conditions"], "p1", WANTED_TYPES)
     read = {r.id: r for r in data.resources["conditions"]}
     assert set(read) == {"plain", "numeric-code", "bad-date"}
@@ -181,7 +181,9 @@ def test_codes_sent_as_numbers_are_read_typed_and_filtered_like_the_rest() -> No
     finding = {**vital, "code": {"coding": [{"system": "http://snomed.info/sct", "code": 1845001}]}}
     bundle = {"resourceType": "Bundle", "entry": [{"resource": {**vital, "id": f"v{i}"}} for i in range(3)]}
     bundle["entry"].append({"resource": {**finding, "id": "weakness"}})
-    body = parse_json_object(json.dumps({"prefetch": {"observations": bundle}}).encode(), 64, frozenset({"prefetch"}))
+    body = parse_json_object(
+        json.dumps({"prefetch": {"observations": bundle}}).encode(), 64, frozenset({("prefetch",)})
+    )
     keep = RelevanceFilter.from_value_sets().selector(NOW.date(), 90)
     (read,) = read_prefetch(body["prefetch"], ["observations"], "p1", WANTED_TYPES, keep).resources["observations"]
     assert isinstance(read, Resource) and read.id == "weakness" and read.code.coding[0].code == "1845001"

@@ -409,7 +409,7 @@ def assert_reads_the_same(raw: dict[str, Any]) -> bool:
     from_bytes: Resource | None
     try:
         from_bytes = _BYTES_DECODER.decode(json.dumps(raw).encode())
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError, RecursionError):  # NaN is no JSON
         from_bytes = None
     if from_bytes is not None and not conforms(from_bytes):
         from_bytes = None

@@ -44,7 +44,7 @@ def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 def _read(prefetch: dict[str, Any]) -> None:
-    body = parse_json_object(json.dumps({"prefetch": prefetch}).encode(), 64, frozenset({"prefetch"}))
+    body = parse_json_object(json.dumps({"prefetch": prefetch}).encode(), 64, frozenset({("prefetch",)}))
     data = read_prefetch(body["prefetch"], KEYS, PATIENT, WANTED_TYPES)
     unusable_keys(body["prefetch"], KEYS)
     for resource in data.all_resources():
