@@ -25,6 +25,7 @@ from cds_service.protocol.errors import install_error_handlers
 from cds_service.protocol.http_security import install_http_security
 from cds_service.protocol.routes import router as hook_router
 from cds_service.protocol.service import ServiceRegistry
+from cds_service.report.routes import router as report_router
 from cds_service.runtime import Runtime
 from cds_service.security import AuthSettings, install_client_auth
 from cds_service.security.replay_shared import close_replay_cache, replay_cache_from_settings
@@ -106,6 +107,7 @@ def create_app(
     app.include_router(hook_router)
     app.include_router(feedback_router)
     app.include_router(observability.router)
+    app.include_router(report_router)  # 404 unless CDS_ADMIN_TOKEN is set
     if install_auth:
         install_client_auth(app, auth or AuthSettings(), replay_cache=replay_cache)
     install_http_security(app, settings.cors_allow_origins)

@@ -13,12 +13,22 @@ from collections.abc import Callable
 from cds_service.clinical.decision import Decision
 from cds_service.protocol.models import Card
 from cds_service.storage.db import Storage
+from cds_service.storage.models import FATIGUE_DOWNGRADED, FATIGUE_RAISED_AGAIN
 from cds_service.storage.repository import CardRecord, OverrideMemory, RedFlagRef, recent_override, record_issued_cards
 
 log = logging.getLogger(__name__)
 
 
 MAX_BATCH = 500
+
+
+def fatigue_action(decision: Decision) -> str | None:
+    """What the alert-fatigue rule did to this decision, as the issued card records it (for the report)."""
+    if decision.quieted_by is not None:
+        return FATIGUE_DOWNGRADED
+    if decision.raised_again_after is not None:
+        return FATIGUE_RAISED_AGAIN
+    return None
 
 
 class CardMemory:
@@ -57,7 +67,16 @@ class CardMemory:
         red_flags = [RedFlagRef(f.evidence.reference, f.concept, f.evidence.date) for f in decision.facts.new_red_flags]
         self._queue.extend(
             CardRecord(
-                card.uuid, service_id, hook_instance, patient_id, card.indicator, decision.level.value, red_flags, now
+                card.uuid,
+                service_id,
+                hook_instance,
+                patient_id,
+                card.indicator,
+                decision.level.value,
+                red_flags,
+                now,
+                fatigue_action=fatigue_action(decision),
+                suggestions=[(s.uuid, s.label) for s in card.suggestions or () if s.uuid],
             )
             for card in cards
             if card.uuid
