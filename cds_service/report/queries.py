@@ -1,15 +1,15 @@
 """The report's aggregate queries: every count is made by the database (GROUP BY), none by Python.
 
-Five statements, each over the cards issued in the period (`issued_at` range: the leading column of
+Four statements, each over the cards issued in the period (`issued_at` range: the leading column of
 `ix_issued_cards_issued_at_report`, which also holds every
 column the card counts group by, so they read the index only):
 
 - CARDS: per service, level and week of issue: cards, downgraded, raised again.
-- PATIENTS: distinct patients per service and level, and per service.
+- PATIENTS: distinct patients per service and level, and per service (one pass).
 - BURDEN: per service and month, patients and cards, and patients by how many cards they had.
-- ANSWERS: per service, level, week and answer (a card's latest feedback): cards, with the override
-  reason (system, code, display); and the accepted suggestions' labels, per service and level.
-- DELAYS: per service and level, the median seconds from the card to its first feedback.
+- ANSWERS: from the cards' answers (a card's latest feedback), found once: per service, level, week
+  and answer, cards, with the override reason (system, code, display); per service and level, the
+  accepted suggestions' labels, and the median seconds from the card to its first feedback.
 
 A card's answer is its latest feedback (a correction supersedes); the delay is to its first. The
 SQL differs between SQLite and PostgreSQL only in date arithmetic and JSON access (`Dialect`).
@@ -69,8 +69,6 @@ class Statements:
     patients: TextClause
     burden: TextClause
     answers: TextClause
-    suggestions: TextClause
-    delays: TextClause
     unmatched_feedback: TextClause
 
 
@@ -104,16 +102,16 @@ SELECT service_id, level, {week} AS week, COUNT(*) AS issued,
 FROM issued_cards
 WHERE {_IN_PERIOD.format(c="issued_cards")}
 GROUP BY service_id, level, {week}"""
+    # One pass over the cards: (service, level, patient) once each; the per-service count reads that.
     patients = f"""
-SELECT service_id, level, COUNT(*) AS patients
-FROM (SELECT DISTINCT service_id, level, patient_hash FROM issued_cards
-      WHERE {_IN_PERIOD.format(c="issued_cards")}) AS per_level
-GROUP BY service_id, level
+WITH per_patient AS (
+    SELECT service_id, level, patient_hash FROM issued_cards
+    WHERE {_IN_PERIOD.format(c="issued_cards")}
+    GROUP BY service_id, level, patient_hash
+)
+SELECT service_id, level, COUNT(*) AS patients FROM per_patient GROUP BY service_id, level
 UNION ALL
-SELECT service_id, NULL, COUNT(*)
-FROM (SELECT DISTINCT service_id, patient_hash FROM issued_cards
-      WHERE {_IN_PERIOD.format(c="issued_cards")}) AS per_service
-GROUP BY service_id"""
+SELECT service_id, NULL, COUNT(DISTINCT patient_hash) FROM per_patient GROUP BY service_id"""
     burden = f"""
 SELECT service_id, month, COUNT(*) AS patients, SUM(cards) AS cards,
        SUM(CASE WHEN cards = 1 THEN 1 ELSE 0 END) AS with_1,
@@ -125,34 +123,35 @@ FROM (SELECT service_id, {month} AS month, patient_hash, COUNT(*) AS cards
       GROUP BY service_id, {month}, patient_hash) AS per_patient_month
 GROUP BY service_id, month"""
     reason = {key: d.json_text.format(col="override_reason", key=key) for key in ("system", "code", "display")}
-    answers = f"""{_answers_cte(d)}
-SELECT service_id, level, {week} AS week, outcome,
-       {reason["system"]} AS reason_system, {reason["code"]} AS reason_code,
-       {reason["display"]} AS reason_display, COUNT(*) AS cards
-FROM answers
-GROUP BY service_id, level, {week}, outcome, {reason["system"]}, {reason["code"]}, {reason["display"]}"""
     label = (
         f"(SELECT {d.element_text.format(alias='offered', key='label')}"
         f" FROM {d.elements.format(col='answers.suggestions', alias='offered')}"
         f" WHERE {d.element_text.format(alias='offered', key='id')} = {d.element_text.format(alias='picked', key='id')}"
         " LIMIT 1)"
     )
-    suggestions = f"""{_answers_cte(d)}
-SELECT service_id, level, label, COUNT(*) AS picks
-FROM (SELECT service_id, level, {label} AS label
-      FROM answers CROSS JOIN {d.elements.format(col="answers.accepted_suggestions", alias="picked")}
-      WHERE outcome = 'accepted') AS picked_labels
-GROUP BY service_id, level, label"""
     delay = d.seconds.format(a="first_at", b="issued_at")
-    delays = f"""{_answers_cte(d)}, delays AS (
-    SELECT service_id, level, CASE WHEN {delay} < 0 THEN 0 ELSE {delay} END AS seconds FROM answers
+    # One statement, so the answers are found once: three aggregates of them, told apart by `kind`.
+    answers = f"""{_answers_cte(d)}, picked_labels AS (
+    SELECT service_id, level, {label} AS label
+    FROM answers CROSS JOIN {d.elements.format(col="answers.accepted_suggestions", alias="picked")}
+    WHERE outcome = 'accepted'
 ), ranked AS (
     SELECT service_id, level, seconds,
            ROW_NUMBER() OVER (PARTITION BY service_id, level ORDER BY seconds) AS position,
            COUNT(*) OVER (PARTITION BY service_id, level) AS n_answered
-    FROM delays
+    FROM (SELECT service_id, level, CASE WHEN {delay} < 0 THEN 0 ELSE {delay} END AS seconds FROM answers) AS delays
 )
-SELECT service_id, level, n_answered, AVG(seconds) AS median_seconds
+SELECT 'outcome' AS kind, service_id, level, {week} AS week, outcome,
+       {reason["system"]} AS reason_system, {reason["code"]} AS reason_code,
+       {reason["display"]} AS reason_display, COUNT(*) AS cards, CAST(NULL AS DOUBLE PRECISION) AS median_seconds
+FROM answers
+GROUP BY service_id, level, {week}, outcome, {reason["system"]}, {reason["code"]}, {reason["display"]}
+UNION ALL
+SELECT 'suggestion', service_id, level, NULL, NULL, NULL, NULL, label, COUNT(*), NULL
+FROM picked_labels
+GROUP BY service_id, level, label
+UNION ALL
+SELECT 'delay', service_id, level, NULL, NULL, NULL, NULL, NULL, n_answered, CAST(AVG(seconds) AS DOUBLE PRECISION)
 FROM ranked
 WHERE position IN ((n_answered + 1) / 2, (n_answered + 2) / 2)
 GROUP BY service_id, level, n_answered"""
@@ -166,7 +165,5 @@ WHERE patient_hash IS NULL AND outcome_timestamp >= :since AND outcome_timestamp
         patients=_bound(patients),
         burden=_bound(burden),
         answers=_bound(answers),
-        suggestions=_bound(suggestions),
-        delays=_bound(delays),
         unmatched_feedback=_bound(unmatched),
     )

@@ -108,6 +108,14 @@ class IssuedCard(Base):
             "patient_hash",
             "fatigue_action",
         ),
+        # ... and its distinct patients per service and level, group after group in index order.
+        Index(
+            "ix_issued_cards_service_id_level_patient_hash_issued_at",
+            "service_id",
+            "level",
+            "patient_hash",
+            "issued_at",
+        ),
     )
 
 
