@@ -22,13 +22,16 @@ th{background:#f3f5f7;font-weight:600}td.l,th.l{text-align:left}
 .level{border:1px solid #d0d7de;border-radius:6px;padding:8px 14px;margin:12px 0}
 .cols{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
 .chart .grid{stroke:#e4e8ec;stroke-width:1}.chart .axis{font-size:11px;fill:#57606a}
-.chart .line{fill:none;stroke-width:2}.chart .dot{stroke:none}
-.chart .accepted{stroke:#1a7f37;fill:#1a7f37}.chart .overridden{stroke:#bc4c00;fill:#bc4c00;stroke-dasharray:6 4}
-.chart circle.overridden{stroke:none}.chart .empty{font-size:13px;fill:#57606a}
+.chart .line{fill:none;stroke-width:2}.chart .dot{stroke:none}.chart .empty{font-size:13px;fill:#57606a}
+.chart .line.accepted{stroke:#1a7f37}.chart .dot.accepted{fill:#1a7f37}
+.chart .line.overridden{stroke:#bc4c00;stroke-dasharray:6 4}.chart .dot.overridden{fill:#bc4c00}
 .note{color:#57606a;font-size:12.5px}
 """
 CSS_HASH = "sha256-" + base64.b64encode(hashlib.sha256(CSS.encode("utf-8")).digest()).decode("ascii")
-CONTENT_SECURITY_POLICY = f"default-src 'none'; style-src '{CSS_HASH}'; frame-ancestors 'none'; form-action 'none'"
+# In the page itself (a saved copy keeps it; browsers ignore frame-ancestors in a meta tag) ...
+META_CONTENT_SECURITY_POLICY = f"default-src 'none'; style-src '{CSS_HASH}'; form-action 'none'"
+# ... and as the header of GET /admin/report.
+CONTENT_SECURITY_POLICY = f"{META_CONTENT_SECURITY_POLICY}; frame-ancestors 'none'"
 
 LEVEL_NAMES = {"urgent": "Urgent", "cord-features": "Cord features", "baseline": "Baseline"}
 
@@ -143,7 +146,7 @@ def render_html(report: PublicReport) -> str:
     services = "".join(_service_section(s) for s in report.services) or "<p>No card was issued in this period.</p>"
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{META_CONTENT_SECURITY_POLICY}">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         "<title>CDS governance report</title>"
         f"<style>{CSS}</style></head><body>"
