@@ -16,6 +16,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cds_service.app import create_app
 from cds_service.settings import Settings
 from cds_service.storage import (
@@ -28,6 +30,8 @@ from cds_service.storage import (
 )
 from tests.browser.conftest import serve
 from tests.conftest import NO_AUTH
+
+pytestmark = pytest.mark.slow
 
 TOKEN = "admin-token-for-the-browser-test-41c7e2a9"
 END = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)

@@ -6,11 +6,14 @@ without one the PostgreSQL cases skip, unless CDS_TEST_REQUIRE_POSTGRES=1 makes 
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -20,6 +23,7 @@ from cds_service.storage.db import sync_url
 POSTGRES_ADMIN_URL = os.environ.get("CDS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 HASH_KEY = "report-test-patient-hash-key-0123456789"
 BACKENDS = ["sqlite", "postgresql"]
+T = TypeVar("T")
 
 
 def _admin() -> Any:
@@ -37,11 +41,6 @@ def _require_postgres() -> None:
         if os.environ.get("CDS_TEST_REQUIRE_POSTGRES") == "1":
             pytest.fail(message)
         pytest.skip(message)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(params=BACKENDS)
@@ -65,11 +64,18 @@ def storage_settings(url: str) -> StorageSettings:
     return StorageSettings(database_url=url, patient_hash_key=HASH_KEY)
 
 
-@pytest.fixture
-async def storage(database_url: str) -> AsyncIterator[Storage]:
+@contextlib.asynccontextmanager
+async def opened(url: str) -> AsyncIterator[Storage]:
     """The database, migrated and open."""
-    opened = await open_storage(storage_settings(database_url))
+    storage = await open_storage(storage_settings(url))
     try:
-        yield opened
+        yield storage
     finally:
-        await opened.close()
+        await storage.close()
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` on a fresh event loop in a thread of its own. (Not the anyio plugin: a
+    Playwright session earlier in the run keeps an event loop running in the main thread.)"""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -4,6 +4,7 @@ page from the configured database."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import datetime as dt
 from pathlib import Path
@@ -18,10 +19,8 @@ from cds_service.app import create_app
 from cds_service.storage.db import sync_url
 from cds_service.storage.models import IssuedCard
 from tests.conftest import NO_AUTH, NOW, SERVICE_URL, load_fixture
-from tests.report.conftest import storage_settings
-from tests.report.history import MRI_LABEL
-
-pytestmark = pytest.mark.anyio
+from tests.report.conftest import opened, run, storage_settings
+from tests.report.history import MRI_LABEL, record_known_history
 
 
 def _override(client: TestClient, card_uuid: str) -> None:
@@ -85,27 +84,21 @@ def test_issued_cards_record_the_alert_fatigue_action_and_their_suggestions(data
     assert suggestion["label"] == MRI_LABEL
 
 
-async def test_the_cli_writes_the_page_from_the_configured_database(
+def test_the_cli_writes_the_page_from_the_configured_database(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cds_service.storage import open_storage
-    from tests.report.history import record_known_history
+    async def record() -> None:
+        async with opened(database_url) as storage:
+            await record_known_history(storage)
 
-    storage = await open_storage(storage_settings(database_url))
-    try:
-        await record_known_history(storage)
-    finally:
-        await storage.close()
+    run(record())
     monkeypatch.setenv("CDS_DATABASE_URL", database_url)
     monkeypatch.setenv("CDS_PATIENT_HASH_KEY", "report-test-patient-hash-key-0123456789")
     out, data = tmp_path / "report.html", tmp_path / "report.json"
-    # The CLI runs its own event loop: in a thread, outside the test's.
-    import asyncio
-
-    await asyncio.to_thread(
-        cli.main,
-        ["report", "--since", "2026-11-02", "--until", "2026-11-15", "--out", str(out), "--json", str(data)],
-    )
+    # The CLI runs its own event loop (asyncio.run): in a thread of its own, as run() does.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        argv = ["report", "--since", "2026-11-02", "--until", "2026-11-15", "--out", str(out), "--json", str(data)]
+        pool.submit(cli.main, argv).result()
     page = out.read_text(encoding="utf-8")
     assert page.startswith("<!doctype html>") and page.count("<svg") == 3
     assert '"issued": 16' in data.read_text(encoding="utf-8")

@@ -6,28 +6,31 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import pytest
-
 from cds_service.cards.content import load_card_content
 from cds_service.report import build_report, parse_period, publish, render_html
 from cds_service.report.publish import NO_REASON, OTHER_REASON, SUPPRESSED, PublicReport
 from cds_service.report.stats import ReportStats
-from cds_service.storage import Storage
+from tests.report.conftest import opened, run
 from tests.report.history import COMMENT, MRI_LABEL, OS, PATIENT_PREFIX, PV, record_known_history
-
-pytestmark = pytest.mark.anyio
 
 NOW = dt.datetime(2026, 11, 25, 12, tzinfo=dt.UTC)
 WEEK_1, WEEK_2 = dt.date(2026, 11, 2), dt.date(2026, 11, 9)
 
 
-async def _stats(storage: Storage) -> ReportStats:
-    await record_known_history(storage)
-    return await build_report(storage, parse_period("2026-11-02", "2026-11-15", NOW), NOW)
+def _stats(url: str, since: str = "2026-11-02", until: str = "2026-11-15") -> tuple[ReportStats, list[str]]:
+    """The figures of the known history, and the hashes of its patients."""
+
+    async def scenario() -> tuple[ReportStats, list[str]]:
+        async with opened(url) as storage:
+            await record_known_history(storage)
+            stats = await build_report(storage, parse_period(since, until, NOW), NOW)
+            return stats, [storage.hash_patient(f"{PATIENT_PREFIX}P{i}") for i in range(8)]
+
+    return run(scenario())
 
 
-async def test_the_sql_counts_exactly(storage: Storage) -> None:
-    stats = await _stats(storage)
+def test_the_sql_counts_exactly(database_url: str) -> None:
+    stats, _ = _stats(database_url)
     assert set(stats.services) == {PV, OS}
     pv = stats.services[PV]
     assert (pv.issued, pv.patients) == (19, 8)
@@ -72,8 +75,8 @@ async def test_the_sql_counts_exactly(storage: Storage) -> None:
     assert stats.unmatched_feedback == 5
 
 
-async def test_what_is_shown_suppresses_every_count_under_5(storage: Storage) -> None:
-    public = publish(await _stats(storage), load_card_content())
+def test_what_is_shown_suppresses_every_count_under_5(database_url: str) -> None:
+    public = publish(_stats(database_url)[0], load_card_content())
     assert public.suppression_threshold == 5
     assert public.unmatched_feedback == 5
     os_service, pv = public.services  # ordered by id
@@ -125,19 +128,16 @@ def _all_text(public: PublicReport) -> str:
     return json.dumps(public.to_json()) + render_html(public)
 
 
-async def test_no_patient_card_or_comment_appears(storage: Storage) -> None:
-    public = publish(await _stats(storage), load_card_content())
-    text = _all_text(public)
-    hashes = [storage.hash_patient(f"{PATIENT_PREFIX}P{i}") for i in range(8)]
+def test_no_patient_card_or_comment_appears(database_url: str) -> None:
+    stats, hashes = _stats(database_url)
+    text = _all_text(publish(stats, load_card_content()))
     for secret in [PATIENT_PREFIX, COMMENT, "Too busy today", "busy", "sug-u0", "hook-u0", *hashes]:
         assert secret not in text
     for card in ("u0", "v5", "b1", "c3"):
         assert f'"{card}"' not in text and f">{card}<" not in text
 
 
-async def test_a_period_without_cards(storage: Storage) -> None:
-    await record_known_history(storage)
-    stats = await build_report(storage, parse_period("2026-01-01", "2026-01-31", NOW), NOW)
-    public = publish(stats, load_card_content())
+def test_a_period_without_cards(database_url: str) -> None:
+    public = publish(_stats(database_url, "2026-01-01", "2026-01-31")[0], load_card_content())
     assert public.services == [] and public.unmatched_feedback == SUPPRESSED
     assert "No card was issued in this period." in render_html(public)
