@@ -8,7 +8,7 @@ import base64
 import hashlib
 from html import escape
 
-from cds_service.report.publish import SUPPRESSED, Item, Level, PublicReport, Service, Shown
+from cds_service.report.publish import Item, Level, PublicReport, Service, Shown
 from cds_service.report.stats import BURDEN_BUCKETS
 from cds_service.report.svg import Series, rate_chart
 
@@ -37,7 +37,7 @@ LEVEL_NAMES = {"urgent": "Urgent", "cord-features": "Cord features", "baseline":
 
 
 def _count(value: Shown) -> str:
-    return SUPPRESSED.replace("<", "&lt;") if value == SUPPRESSED else f"{value:,}"
+    return escape(value) if isinstance(value, str) else f"{value:,}"  # "<5", "≥5", or the count
 
 
 def _rate(value: float | None) -> str:
@@ -154,9 +154,10 @@ def render_html(report: PublicReport) -> str:
         f"<p class=meta>Cards issued from {escape(report.since)} to {escape(report.until)} (UTC; end excluded). "
         f"Generated {escape(report.generated_at)}.</p>"
         f"<p class=note>Aggregates only. Every count under {report.suppression_threshold} (zero included) is shown as "
-        "&lt;5, and a rate, mean or median only when the counts behind it are shown (else —). A card's answer is its "
-        "latest feedback; the time to feedback runs from the card to its first feedback. Weeks start on Monday; the "
-        "first and last may be partial. Rates are of the cards issued.</p>"
+        "&lt;5, and a rate, mean or median only when the counts behind it are shown (else —); where counts add up to "
+        "a shown total, another one is hidden too (≥5) so that no subtraction gives a small one back. "
+        "A card's answer is its latest feedback; the time to feedback runs from the card to its first feedback. "
+        "Weeks start on Monday; the first and last may be partial. Rates are of the cards issued.</p>"
         f"{services}"
         f"<p class=note>Feedback in this period on cards this service has no record of: "
         f"{_count(report.unmatched_feedback)}.</p>"

@@ -78,7 +78,12 @@ def test_the_page_and_the_json_with_the_admin_token(database_url: str) -> None:
             k: v for k, v in expected.items() if k != "generated_at"
         }
         urgent = body["services"][1]["levels"][0]
-        assert (urgent["level"], urgent["issued"], urgent["no_feedback"]) == ("urgent", 16, "<5")
+        assert (urgent["level"], urgent["issued"], urgent["accepted"], urgent["no_feedback"]) == (
+            "urgent",
+            16,
+            "≥5",
+            "<5",
+        )
 
     serve_and(database_url, scenario)
 

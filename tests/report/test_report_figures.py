@@ -8,7 +8,7 @@ import json
 
 from cds_service.cards.content import load_card_content
 from cds_service.report import build_report, parse_period, publish, render_html
-from cds_service.report.publish import NO_REASON, OTHER_REASON, SUPPRESSED, PublicReport
+from cds_service.report.publish import HIDDEN, NO_REASON, OTHER_REASON, SUPPRESSED, PublicReport
 from cds_service.report.stats import ReportStats
 from tests.report.conftest import opened, run
 from tests.report.history import COMMENT, MRI_LABEL, OS, PATIENT_PREFIX, PV, record_known_history
@@ -80,15 +80,18 @@ def test_what_is_shown_suppresses_every_count_under_5(database_url: str) -> None
     assert public.suppression_threshold == 5
     assert public.unmatched_feedback == 5
     os_service, pv = public.services  # ordered by id
-    assert (pv.service_id, pv.issued, pv.patients) == (PV, 19, 8)
+    # 19 = 16 urgent + 3 baseline: shown, the total would give the 3 back; it is hidden instead.
+    assert (pv.service_id, pv.issued, pv.patients) == (PV, HIDDEN, 8)
     urgent, baseline = pv.levels
 
-    assert (urgent.issued, urgent.patients, urgent.accepted, urgent.overridden) == (16, 8, 6, 8)
-    assert (urgent.acceptance_rate, urgent.override_rate) == (0.375, 0.5)
-    assert (urgent.no_feedback, urgent.no_feedback_rate) == (SUPPRESSED, None)  # 2, and its rate would tell
+    assert (urgent.issued, urgent.patients) == (16, 8)
+    # 16 = 6 accepted + 8 overridden + 2 without feedback: the 2 is "<5", and the 6 is hidden too
+    # (else 16 - 6 - 8 gives the 2 back); so are their rates.
+    assert (urgent.accepted, urgent.overridden, urgent.no_feedback) == (HIDDEN, 8, SUPPRESSED)
+    assert (urgent.acceptance_rate, urgent.override_rate, urgent.no_feedback_rate) == (None, 0.5, None)
     assert (urgent.downgraded, urgent.raised_again) == (5, SUPPRESSED)
     assert urgent.median_minutes_to_feedback == 6.5
-    assert [(i.label, i.count) for i in urgent.accepted_suggestions] == [(MRI_LABEL, 6)]
+    assert [(i.label, i.count) for i in urgent.accepted_suggestions] == [(MRI_LABEL, HIDDEN)]  # = accepted
     # The card's own wording names the reasons; shown counts first, then the suppressed ones by name
     # (zero included: an offered reason nobody chose is "<5" too).
     assert [(i.label, i.code, i.count) for i in urgent.override_reasons] == [
@@ -99,9 +102,11 @@ def test_what_is_shown_suppresses_every_count_under_5(database_url: str) -> None
         (OTHER_REASON, None, SUPPRESSED),
         ("Patient declined", "patient-declined", SUPPRESSED),
     ]
+    # Week 1: 6 of 10 accepted (the level's total is hidden and week 2's 0 is not shown, so the
+    # total stays unknown). Overrides 3 + 5 = 8, shown: the 3 is "<5", so week 2's 5 goes too.
     assert [(w.week_start, w.issued, w.acceptance_rate, w.override_rate) for w in urgent.weeks] == [
-        ("2026-11-02", 10, 0.6, None),  # 3 overrides: no rate
-        ("2026-11-09", 6, None, 0.8333),  # 0 acceptances: no rate
+        ("2026-11-02", 10, 0.6, None),
+        ("2026-11-09", 6, None, None),
     ]
 
     assert baseline.level == "baseline"
@@ -116,12 +121,15 @@ def test_what_is_shown_suppresses_every_count_under_5(database_url: str) -> None
     assert [(w.issued, w.acceptance_rate) for w in baseline.weeks] == [(SUPPRESSED, None), (SUPPRESSED, None)]
 
     (month,) = pv.months
-    assert (month.month, month.cards, month.patients, month.cards_per_patient) == ("2026-11", 19, 8, 2.38)
+    # One month: its cards are the service's total, hidden above; so is the mean that would give it.
+    assert (month.month, month.cards, month.patients, month.cards_per_patient) == ("2026-11", HIDDEN, 8, None)
     assert month.patients_by_cards == {"1": SUPPRESSED, "2-3": 8, "4-9": SUPPRESSED, "10+": SUPPRESSED}
 
     (cord,) = os_service.levels
-    assert (cord.issued, cord.no_feedback, cord.no_feedback_rate, cord.accepted) == (7, 7, 1.0, SUPPRESSED)
-    assert os_service.months[0].cards_per_patient == 1.0
+    assert (os_service.issued, cord.issued, cord.no_feedback, cord.no_feedback_rate) == (7, 7, 7, 1.0)
+    assert (cord.accepted, cord.overridden) == (SUPPRESSED, SUPPRESSED)
+    assert [w.issued for w in cord.weeks] == [SUPPRESSED, 7]  # 7 - 7 gives a 0 back: that tells nothing
+    assert (os_service.months[0].cards, os_service.months[0].cards_per_patient) == (7, 1.0)
 
 
 def _all_text(public: PublicReport) -> str:

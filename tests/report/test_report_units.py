@@ -9,7 +9,7 @@ import pytest
 
 from cds_service.report.html import CSS, CSS_HASH, render_html
 from cds_service.report.period import Period, PeriodError, parse_period, week_start
-from cds_service.report.publish import SUPPRESSED, PublicReport, publish, rate, shown
+from cds_service.report.publish import SUPPRESSED, PublicReport, parts_of_a_total, publish, rate, shown
 from cds_service.report.stats import LevelStats, ReportStats, WeekCounts
 from cds_service.report.svg import Series, rate_chart
 
@@ -52,6 +52,15 @@ def test_counts_under_5_are_suppressed_and_rates_never_reveal_them() -> None:
     assert rate(4, 100) is None  # the rate would give the 4 back
     assert rate(5, 4) is None and rate(0, 0) is None
     assert rate(5, 20) == 0.25
+
+
+def test_no_subtraction_gives_a_hidden_count_back() -> None:
+    assert parts_of_a_total([10, 7, 3], total_shown=True) == [True, False, False]  # 20 - 10 - 7 = 3
+    assert parts_of_a_total([10, 7, 3, 2], total_shown=True) == [True, True, False, False]  # 3 + 2: a sum only
+    assert parts_of_a_total([10, 7, 0], total_shown=True) == [True, True, False]  # a 0 worked out tells nothing
+    assert parts_of_a_total([10, 7], total_shown=False) == [True, False]  # else 10 + 7 gives the total
+    assert parts_of_a_total([10, 3], total_shown=False) == [True, False]
+    assert parts_of_a_total([4, 3], total_shown=True) == [False, False]
 
 
 def _report_with(level: LevelStats) -> PublicReport:
