@@ -59,11 +59,13 @@ def rate_chart(title: str, weeks: Sequence[str], series: Sequence[Series]) -> st
         parts.append(f'<text class="axis" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{tick}%</text>')
     step = max(1, -(-count // 8))  # at most ~8 labels
     for index, week in enumerate(weeks):
-        if index % step == 0 or index == count - 1:
-            x = _x(index, count)
+        last = index == count - 1
+        if index % step == 0 or (last and index % step >= step / 2):  # the last one, unless it would overlap
+            anchor = "end" if last and count > 1 else "middle"  # so the last one stays inside
             label = escape(week[5:])  # "MM-DD"
             parts.append(
-                f'<text class="axis" x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{label}</text>'
+                f'<text class="axis" x="{_x(index, count):.1f}" y="{HEIGHT - BOTTOM + 16}" '
+                f'text-anchor="{anchor}">{label}</text>'
             )
     drawn = 0
     for one in series:
