@@ -76,7 +76,7 @@ def _answers_cte(d: Dialect) -> str:
     """The cards of the period that have feedback, one row each: the latest answer, the first time."""
     return f"""
 WITH answered AS (
-    SELECT c.service_id, c.level, c.issued_at, c.suggestions, f.outcome, f.override_reason,
+    SELECT c.card_uuid, c.service_id, c.level, c.issued_at, f.outcome, f.override_reason,
            f.accepted_suggestions,
            MIN(f.outcome_timestamp) OVER (PARTITION BY f.card_uuid, f.service_id) AS first_at,
            ROW_NUMBER() OVER (
@@ -125,16 +125,18 @@ GROUP BY service_id, month"""
     reason = {key: d.json_text.format(col="override_reason", key=key) for key in ("system", "code", "display")}
     label = (
         f"(SELECT {d.element_text.format(alias='offered', key='label')}"
-        f" FROM {d.elements.format(col='answers.suggestions', alias='offered')}"
+        f" FROM {d.elements.format(col='card.suggestions', alias='offered')}"
         f" WHERE {d.element_text.format(alias='offered', key='id')} = {d.element_text.format(alias='picked', key='id')}"
         " LIMIT 1)"
     )
     delay = d.seconds.format(a="first_at", b="issued_at")
     # One statement, so the answers are found once: three aggregates of them, told apart by `kind`.
     answers = f"""{_answers_cte(d)}, picked_labels AS (
-    SELECT service_id, level, {label} AS label
-    FROM answers CROSS JOIN {d.elements.format(col="answers.accepted_suggestions", alias="picked")}
-    WHERE outcome = 'accepted'
+    SELECT answers.service_id, answers.level, {label} AS label
+    FROM answers
+    JOIN issued_cards card ON card.card_uuid = answers.card_uuid
+    CROSS JOIN {d.elements.format(col="answers.accepted_suggestions", alias="picked")}
+    WHERE answers.outcome = 'accepted'
 ), ranked AS (
     SELECT service_id, level, seconds,
            ROW_NUMBER() OVER (PARTITION BY service_id, level ORDER BY seconds) AS position,

@@ -99,7 +99,8 @@ class IssuedCard(Base):
 
     __table_args__ = (
         Index("ix_issued_cards_service_id_patient_hash", "service_id", "patient_hash"),
-        # The governance report (cds_service/report): the cards of a period, grouped without a table read.
+        # The governance report (cds_service/report): the cards of a period, grouped and joined to their
+        # feedback without a table read.
         Index(
             "ix_issued_cards_issued_at_report",
             "issued_at",
@@ -107,6 +108,7 @@ class IssuedCard(Base):
             "level",
             "patient_hash",
             "fatigue_action",
+            "card_uuid",
         ),
         # ... and its distinct patients per service and level, group after group in index order.
         Index(

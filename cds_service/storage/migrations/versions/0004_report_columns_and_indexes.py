@@ -3,9 +3,11 @@
 The report (cds_service/report) counts, per period, service and card level, the cards the
 alert-fatigue rule downgraded or brought back at full level (`fatigue_action`), and names the
 suggestion a clinician accepted (`suggestions`: the card's suggestion ids and labels; feedback
-carries only the id). Both are NULL on cards issued before this revision. The index leads with
-`issued_at` (the period) and holds every column the card counts group by, so they read the index
-only; the second gives the distinct patients per service and level in index order (no hashing).
+carries only the id). Both are NULL on cards issued before this revision.
+
+Two indexes: the first leads with `issued_at` (the period) and holds every column the card counts
+group by, and the card's id for the join to its feedback, so they read the index only; the second
+gives the distinct patients per service and level in index order (no hashing, no sorting).
 
 Revision ID: 0004
 Revises: 0003
@@ -35,7 +37,9 @@ def upgrade() -> None:
     with op.batch_alter_table("issued_cards") as batch:  # SQLite: ADD COLUMN needs no table copy
         batch.add_column(sa.Column("fatigue_action", sa.String(16), nullable=True))
         batch.add_column(sa.Column("suggestions", JSON, nullable=True))
-    op.create_index(INDEX, "issued_cards", ["issued_at", "service_id", "level", "patient_hash", "fatigue_action"])
+    op.create_index(
+        INDEX, "issued_cards", ["issued_at", "service_id", "level", "patient_hash", "fatigue_action", "card_uuid"]
+    )
     op.create_index(PATIENTS_INDEX, "issued_cards", ["service_id", "level", "patient_hash", "issued_at"])
 
 
