@@ -45,6 +45,7 @@ import psycopg  # noqa: E402
 
 from cds_service.cards.content import load_card_content  # noqa: E402
 from cds_service.report import build_report, parse_period, publish, render_html  # noqa: E402
+from cds_service.report.publish import offered_reasons  # noqa: E402
 from cds_service.storage import StorageSettings, open_storage, upgrade_database  # noqa: E402
 
 ADMIN_URL = os.environ.get("CDS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -176,13 +177,13 @@ def generate(conninfo: str, cards: int, feedback: int, now: dt.datetime, seed: i
 
 async def time_builds(url: str, since: str, builds: int, now: dt.datetime) -> list[float]:
     storage = await open_storage(StorageSettings(database_url=url, migrate_on_startup=False))
-    content = load_card_content()
+    reasons = offered_reasons(load_card_content())
     period = parse_period(since, None, now)
     seconds = []
     try:
         for _ in range(builds + 1):  # the first warms the connection pool and the caches: not counted
             started = time.perf_counter()
-            page = render_html(publish(await build_report(storage, period, now), content))
+            page = render_html(publish(await build_report(storage, period, now), reasons))
             seconds.append(time.perf_counter() - started)
     finally:
         await storage.close()

@@ -10,6 +10,8 @@ import tempfile
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from cds_service import __version__
+
 
 class ServeConfig(uvicorn.Config):
     """uvicorn's Config, with a listening socket whose accepted connections get TCP_NODELAY.
@@ -69,6 +71,7 @@ def _report(args: argparse.Namespace) -> None:
     from cds_service.cards.content import load_card_content
     from cds_service.report import build_report, parse_period, publish, render_html
     from cds_service.report.period import PeriodError
+    from cds_service.report.publish import offered_reasons
     from cds_service.settings import Settings
     from cds_service.storage.db import open_storage
 
@@ -83,7 +86,7 @@ def _report(args: argparse.Namespace) -> None:
             stats = await build_report(storage, period)
         finally:
             await storage.close()
-        public = publish(stats, load_card_content(Settings().cards_dir))
+        public = publish(stats, offered_reasons(load_card_content(Settings().cards_dir)))
         Path(args.out).write_text(render_html(public), encoding="utf-8")
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(public.to_json(), indent=1), encoding="utf-8")
@@ -93,6 +96,7 @@ def _report(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cds-service", description="MS back pain CDS Hooks 2.0 service")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve_cmd = sub.add_parser("serve", help="run the HTTP service")
     serve_cmd.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from cds_service.cards.content import CardContent
 from cds_service.report.stats import BURDEN_BUCKETS, LevelStats, ReasonKey, ReportStats, ServiceStats
 
 THRESHOLD = 5
@@ -143,12 +144,23 @@ def _items(rows: list[tuple[str, str | None, int]], total_shown: bool) -> list[I
     ]
 
 
-def offered_reasons(card_content: Mapping[str, Any]) -> dict[str, str]:
-    """The override reasons the cards offer (code -> display), from the reviewed card wording."""
-    return {str(r["code"]): str(r["display"]) for r in card_content.get("override_reasons", [])}
+@dataclass(frozen=True)
+class OfferedReasons:
+    """The override reasons the cards offer: their code system, and code -> display."""
+
+    system: str | None
+    displays: Mapping[str, str]
 
 
-def _reasons(level: LevelStats, overridden_shown: bool, offered: Mapping[str, str], system: str | None) -> list[Item]:
+def offered_reasons(card_content: CardContent) -> OfferedReasons:
+    """From the reviewed card wording (cards/*.toml)."""
+    return OfferedReasons(
+        card_content.override_reason_system.uri, {r.code: r.display for r in card_content.override_reasons}
+    )
+
+
+def _reasons(level: LevelStats, overridden_shown: bool, reasons: OfferedReasons) -> list[Item]:
+    offered, system = reasons.displays, reasons.system
     by_code = dict.fromkeys(offered, 0)
     none = other = 0
     for key, count in level.override_reasons.items():
@@ -188,9 +200,7 @@ def _weeks(level: LevelStats, weeks: list[dt.date], shown_totals: tuple[bool, bo
     ]
 
 
-def _level(
-    level: LevelStats, issued_shown: bool, weeks: list[dt.date], offered: Mapping[str, str], system: str | None
-) -> Level:
+def _level(level: LevelStats, issued_shown: bool, weeks: list[dt.date], reasons: OfferedReasons) -> Level:
     median = level.median_seconds_to_feedback
     answers = [level.accepted, level.overridden, level.no_feedback]  # they add up to `issued`
     show_accepted, show_overridden, show_none = parts_of_a_total(answers, issued_shown)
@@ -214,7 +224,7 @@ def _level(
         else None,
         # One pick per accepted card (at-most-one suggestion): the picks are parts of `accepted`.
         accepted_suggestions=_items(picks, show_accepted),
-        override_reasons=_reasons(level, show_overridden, offered, system),
+        override_reasons=_reasons(level, show_overridden, reasons),
         weeks=_weeks(level, weeks, (issued_shown, show_accepted, show_overridden)),
     )
 
@@ -244,7 +254,7 @@ def _months(service: ServiceStats, report: ReportStats, issued_shown: bool) -> l
     return months
 
 
-def _service(service: ServiceStats, report: ReportStats, offered: Mapping[str, str], system: str | None) -> Service:
+def _service(service: ServiceStats, report: ReportStats, reasons: OfferedReasons) -> Service:
     weeks = report.period.weeks()
     levels = service.ordered_levels()
     # The levels' cards add up to the service's. With one level under 5 (every level listed has a
@@ -255,20 +265,19 @@ def _service(service: ServiceStats, report: ReportStats, offered: Mapping[str, s
         service_id=service.service_id,
         issued=_part(service.issued, issued_shown),
         patients=shown(service.patients),
-        levels=[_level(lv, ok, weeks, offered, system) for lv, ok in zip(levels, show_levels, strict=True)],
+        levels=[_level(lv, ok, weeks, reasons) for lv, ok in zip(levels, show_levels, strict=True)],
         months=_months(service, report, issued_shown),
     )
 
 
-def publish(report: ReportStats, card_content: Mapping[str, Any]) -> PublicReport:
-    """What may be shown of `report`. `card_content`: the reviewed card wording (override reasons)."""
-    offered = offered_reasons(card_content)
-    system = card_content.get("override_reason_system", {}).get("uri")
+def publish(report: ReportStats, reasons: OfferedReasons) -> PublicReport:
+    """What may be shown of `report`. `reasons`: the override reasons the cards offer
+    (`offered_reasons(load_card_content(...))`), by which overrides are named."""
     return PublicReport(
         since=report.period.since.isoformat(),
         until=report.period.until.isoformat(),
         generated_at=report.generated_at.isoformat(timespec="seconds"),
         suppression_threshold=THRESHOLD,
         unmatched_feedback=shown(report.unmatched_feedback),
-        services=[_service(report.services[s], report, offered, system) for s in sorted(report.services)],
+        services=[_service(report.services[s], report, reasons) for s in sorted(report.services)],
     )

@@ -19,7 +19,7 @@ from cds_service.report.admin_auth import admin_denial
 from cds_service.report.build import build_report
 from cds_service.report.html import CONTENT_SECURITY_POLICY, render_html
 from cds_service.report.period import PeriodError, parse_period
-from cds_service.report.publish import PublicReport, publish
+from cds_service.report.publish import PublicReport, offered_reasons, publish
 from cds_service.settings import Settings
 from cds_service.storage.db import Storage
 
@@ -45,7 +45,7 @@ async def _report(
     except (DBAPIError, PoolTimeoutError, OSError) as exc:
         log.error("report failed", extra={"reason": type(exc).__name__})
         return error_response(503, "storage_unavailable", "The database is not available at the moment.")
-    return publish(stats, load_card_content(settings.cards_dir))
+    return publish(stats, offered_reasons(load_card_content(settings.cards_dir)))
 
 
 @router.get("/admin/report", response_model=None)

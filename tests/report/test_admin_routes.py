@@ -17,6 +17,7 @@ from cds_service.app import create_app
 from cds_service.cards.content import load_card_content
 from cds_service.report import build_report, parse_period, publish
 from cds_service.report.html import CONTENT_SECURITY_POLICY
+from cds_service.report.publish import offered_reasons
 from cds_service.runtime import runtime_of
 from cds_service.security import AuthSettings
 from cds_service.settings import Settings
@@ -73,7 +74,7 @@ def test_the_page_and_the_json_with_the_admin_token(database_url: str) -> None:
         assert data.status_code == 200
         body: dict[str, Any] = data.json()
         period = parse_period(PERIOD["since"], PERIOD["until"], dt.datetime.now(dt.UTC))
-        expected = publish(await build_report(storage, period), load_card_content()).to_json()
+        expected = publish(await build_report(storage, period), offered_reasons(load_card_content())).to_json()
         assert {k: v for k, v in body.items() if k != "generated_at"} == {
             k: v for k, v in expected.items() if k != "generated_at"
         }

@@ -8,7 +8,7 @@ import json
 
 from cds_service.cards.content import load_card_content
 from cds_service.report import build_report, parse_period, publish, render_html
-from cds_service.report.publish import HIDDEN, NO_REASON, OTHER_REASON, SUPPRESSED, PublicReport
+from cds_service.report.publish import HIDDEN, NO_REASON, OTHER_REASON, SUPPRESSED, PublicReport, offered_reasons
 from cds_service.report.stats import ReportStats
 from tests.report.conftest import opened, run
 from tests.report.history import COMMENT, MRI_LABEL, OS, PATIENT_PREFIX, PV, record_known_history
@@ -76,7 +76,7 @@ def test_the_sql_counts_exactly(database_url: str) -> None:
 
 
 def test_what_is_shown_suppresses_every_count_under_5(database_url: str) -> None:
-    public = publish(_stats(database_url)[0], load_card_content())
+    public = publish(_stats(database_url)[0], offered_reasons(load_card_content()))
     assert public.suppression_threshold == 5
     assert public.unmatched_feedback == 5
     os_service, pv = public.services  # ordered by id
@@ -138,7 +138,7 @@ def _all_text(public: PublicReport) -> str:
 
 def test_no_patient_card_or_comment_appears(database_url: str) -> None:
     stats, hashes = _stats(database_url)
-    text = _all_text(publish(stats, load_card_content()))
+    text = _all_text(publish(stats, offered_reasons(load_card_content())))
     for secret in [PATIENT_PREFIX, COMMENT, "Too busy today", "busy", "sug-u0", "hook-u0", *hashes]:
         assert secret not in text
     for card in ("u0", "v5", "b1", "c3"):
@@ -146,6 +146,6 @@ def test_no_patient_card_or_comment_appears(database_url: str) -> None:
 
 
 def test_a_period_without_cards(database_url: str) -> None:
-    public = publish(_stats(database_url, "2026-01-01", "2026-01-31")[0], load_card_content())
+    public = publish(_stats(database_url, "2026-01-01", "2026-01-31")[0], offered_reasons(load_card_content()))
     assert public.services == [] and public.unmatched_feedback == SUPPRESSED
     assert "No card was issued in this period." in render_html(public)

@@ -9,7 +9,7 @@ import pytest
 
 from cds_service.report.html import CSS, CSS_HASH, render_html
 from cds_service.report.period import Period, PeriodError, parse_period, week_start
-from cds_service.report.publish import SUPPRESSED, PublicReport, parts_of_a_total, publish, rate, shown
+from cds_service.report.publish import SUPPRESSED, OfferedReasons, PublicReport, parts_of_a_total, publish, rate, shown
 from cds_service.report.stats import LevelStats, ReportStats, WeekCounts
 from cds_service.report.svg import Series, rate_chart
 
@@ -66,7 +66,7 @@ def test_no_subtraction_gives_a_hidden_count_back() -> None:
 def _report_with(level: LevelStats) -> PublicReport:
     report = ReportStats(parse_period("2026-11-02", "2026-11-08", NOW), NOW)
     report.service("svc").levels[level.level] = level
-    return publish(report, {"override_reasons": [], "override_reason_system": {"uri": "urn:x"}})
+    return publish(report, OfferedReasons("urn:x", {}))
 
 
 def test_the_median_and_the_weeks_need_5_cards_behind_them() -> None:
@@ -96,7 +96,7 @@ def test_the_chart_breaks_at_suppressed_weeks_and_draws_nothing_external() -> No
 def test_the_page_is_self_contained() -> None:
     report = ReportStats(parse_period("2026-11-02", "2026-11-08", NOW), NOW)
     report.service("svc").levels["urgent"] = LevelStats("urgent", issued=12, accepted=6)
-    page = render_html(publish(report, {"override_reasons": []}))
+    page = render_html(publish(report, OfferedReasons(None, {})))
     assert "<script" not in page and "@import" not in page and "url(" not in page
     assert not re.search(r"""(src|href)\s*=""", page)
     assert f"<style>{CSS}</style>" in page and CSS_HASH in page
