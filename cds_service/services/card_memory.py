@@ -17,6 +17,7 @@ from cds_service.clinical.decision import Decision
 from cds_service.metrics import STORAGE_FALLBACKS
 from cds_service.protocol.models import Card
 from cds_service.storage.db import Storage, bounded
+from cds_service.storage.models import FATIGUE_DOWNGRADED, FATIGUE_RAISED_AGAIN
 from cds_service.storage.repository import CardRecord, OverrideMemory, RedFlagRef, recent_override, record_issued_cards
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,15 @@ MAX_BATCH = 500
 # is only the link from later feedback to a card already answered), so memory stays bounded.
 MAX_QUEUED = 20_000
 FLUSH_TIMEOUT_SECONDS = 1.0  # a feedback post waits at most this long for earlier cards to be written
+
+
+def fatigue_action(decision: Decision) -> str | None:
+    """What the alert-fatigue rule did to this decision, as the issued card records it (for the report)."""
+    if decision.quieted_by is not None:
+        return FATIGUE_DOWNGRADED
+    if decision.raised_again_after is not None:
+        return FATIGUE_RAISED_AGAIN
+    return None
 
 
 class CardMemory:
@@ -74,7 +84,16 @@ class CardMemory:
         before = len(self._queue)
         self._queue.extend(
             CardRecord(
-                card.uuid, service_id, hook_instance, patient_id, card.indicator, decision.level.value, red_flags, now
+                card.uuid,
+                service_id,
+                hook_instance,
+                patient_id,
+                card.indicator,
+                decision.level.value,
+                red_flags,
+                now,
+                fatigue_action=fatigue_action(decision),
+                suggestions=[(s.uuid, s.label) for s in card.suggestions or () if s.uuid],
             )
             for card in cards
             if card.uuid

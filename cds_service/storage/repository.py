@@ -78,6 +78,8 @@ class CardRecord:
     level: str
     red_flag_refs: Sequence[RedFlagRef]
     issued_at: dt.datetime
+    fatigue_action: str | None = None  # models.FATIGUE_ACTIONS: what the alert-fatigue rule did, if anything
+    suggestions: Sequence[tuple[str, str]] = ()  # (suggestion uuid, label)
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,8 @@ async def record_issued_cards(storage: Storage, cards: Iterable[CardRecord]) -> 
             "level": card.level,
             "red_flag_refs": [ref.to_json() for ref in card.red_flag_refs],
             "issued_at": _utc(card.issued_at),
+            "fatigue_action": card.fatigue_action,
+            "suggestions": [{"id": uuid, "label": label} for uuid, label in card.suggestions],
         }
         for card in cards
     }

@@ -247,7 +247,7 @@ def test_migrations_build_the_schema_on_an_empty_database(backend: str, database
         uniques = {tuple(u["column_names"]) for u in inspector.get_unique_constraints("feedback")}
         assert ("card_uuid", "service_id", "outcome", "outcome_timestamp") in uniques
         with engine.connect() as connection:
-            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
             # The revision and models.py describe the same schema.
             assert (
                 compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata)
