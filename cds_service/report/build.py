@@ -101,6 +101,7 @@ async def build_report(storage: Storage, period: Period, now: dt.datetime | None
     log.info(
         "report built",
         extra={
+            "event": "report",
             "services": len(report.services),
             "days": (period.until - period.since).days,
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),

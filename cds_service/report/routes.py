@@ -43,7 +43,7 @@ async def _report(
     try:
         stats = await build_report(storage, period)
     except (DBAPIError, PoolTimeoutError, OSError) as exc:
-        log.error("report failed", extra={"reason": type(exc).__name__})
+        log.error("report failed", extra={"event": "report", "error_type": type(exc).__name__, "status": 503})
         return error_response(503, "storage_unavailable", "The database is not available at the moment.")
     return publish(stats, offered_reasons(load_card_content(settings.cards_dir)))
 

@@ -105,7 +105,10 @@ class CardMemory:
                 self._queue.popleft()
             self._settle(dropped)
             STORAGE_FALLBACKS.labels("card_write", "queue_full").inc(dropped)
-            log.warning("card memory: write queue full, oldest issued cards dropped", extra={"count": dropped})
+            log.warning(
+                "card memory: write queue full, oldest issued cards dropped",
+                extra={"event": "card_memory", "reason": "queue_full", "count": dropped},
+            )
         loop = asyncio.get_running_loop()
         if self._writer is None or self._writer.done() or self._writer.get_loop() is not loop:
             self._wake, self._progress = asyncio.Event(), asyncio.Event()
@@ -170,7 +173,7 @@ class CardMemory:
             STORAGE_FALLBACKS.labels("card_write", _reason(exc)).inc()
             log.warning(
                 "card memory: recording issued cards failed",
-                extra={"reason": type(exc).__name__, "cards": len(records)},
+                extra={"event": "card_memory", "error_type": type(exc).__name__, "cards": len(records)},
             )
 
     async def last_override(self, service_id: str, patient_id: str, now: dt.datetime) -> OverrideMemory | None:
@@ -190,7 +193,9 @@ class CardMemory:
         except Exception as exc:  # noqa: BLE001 - the card matters more than the memory
             self._database_failed(storage)
             STORAGE_FALLBACKS.labels("override_read", _reason(exc)).inc()
-            log.warning("card memory: override look-up failed", extra={"reason": type(exc).__name__})
+            log.warning(
+                "card memory: override look-up failed", extra={"event": "card_memory", "error_type": type(exc).__name__}
+            )
             return None
 
     def _database_failed(self, storage: Storage) -> None:

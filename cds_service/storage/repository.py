@@ -161,7 +161,7 @@ async def record_issued_cards(storage: Storage, cards: Iterable[CardRecord]) -> 
                 refused += 1
         log.warning(
             "issued cards: rows refused by the database, the rest of the batch stored row by row",
-            extra={"reason": type(exc).__name__, "count": refused},
+            extra={"event": "issued_cards", "error_type": type(exc).__name__, "count": refused},
         )
     # Feedback that arrived before its card (from another replica, or within the writer's linger)
     # gets the card's patient hash now. After the commit, so that of two racing writers of the card
