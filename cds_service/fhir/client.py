@@ -94,7 +94,13 @@ class FhirSearchClient:
                 results[key] = task.result()
         if failures:
             log.warning(
-                "fhir: %d of %d searches failed: %s", len(failures), len(queries), sorted(set(failures.values()))
+                "FHIR searches failed",
+                extra={
+                    "event": "fhir_read",
+                    "count": len(failures),
+                    "searches": len(queries),
+                    "reasons": sorted(set(failures.values())),
+                },
             )
             raise DataUnavailable(failures, partial=results)
         return results

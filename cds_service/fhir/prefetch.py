@@ -233,7 +233,9 @@ def read_prefetch(
             except Exception as exc:  # noqa: BLE001 - one unreadable resource must not cost the whole call
                 # The readers are total over JSON (tests/fhir/test_reader_properties.py); if one is not,
                 # the resource is skipped like any unreadable one, and the log says which error it was.
-                log.error("prefetch: reading a resource failed: %s", type(exc).__name__)
+                log.error(
+                    "prefetch: reading a resource failed", extra={"event": "prefetch", "error_type": type(exc).__name__}
+                )
                 out.skipped[f"reader error {type(exc).__name__}"] += 1
                 continue
             if resource is not None:
@@ -241,7 +243,7 @@ def read_prefetch(
         out.resources[key] = read
     if out.skipped:
         # Counts and reasons only: never resource content or identifiers.
-        log.warning("prefetch: skipped or repaired data: %s", dict(out.skipped))
+        log.warning("prefetch: skipped or repaired data", extra={"event": "prefetch", "reasons": dict(out.skipped)})
     return out
 
 

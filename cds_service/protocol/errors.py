@@ -89,5 +89,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.error("unexpected error: %s", type(exc).__name__, exc_info=False)
+        log.error("unexpected error", extra={"event": "unexpected_error", "error_type": type(exc).__name__})
         return error_response(500, "internal_error", "The service failed to process this call.")

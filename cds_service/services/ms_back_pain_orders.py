@@ -60,7 +60,10 @@ def _draft_resources(context: OrderSignContext) -> dict[str, tuple[Any, dict[str
             continue
         drafts[f"{model.get_resource_type()}/{model.id}"] = (model, raw)
     if skipped:
-        log.warning("draftOrders: %d entries skipped (unreadable or another patient)", skipped)
+        log.warning(
+            "draftOrders: entries skipped (unreadable or another patient)",
+            extra={"event": "draft_orders", "reason": "skipped", "count": skipped},
+        )
     return drafts
 
 
@@ -101,7 +104,10 @@ class _MsBackPainOrders(CdsService[ContextT]):
         if selections is not None:
             unknown = [ref for ref in selections if ref not in drafts]
             if unknown:
-                log.warning("order-select: %d selections name no readable draft order; ignored", len(unknown))
+                log.warning(
+                    "order-select: selections name no readable draft order; ignored",
+                    extra={"event": "draft_orders", "reason": "unknown_selection", "count": len(unknown)},
+                )
             targets = [drafts[ref][0] for ref in selections if ref in drafts]
         else:
             targets = [model for model, _ in drafts.values()]
