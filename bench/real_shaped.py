@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import re
 import sys
+import uuid
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -159,7 +160,7 @@ def build_request(size: int, anchor: dt.date) -> dict[str, Any]:
     observations = list(_take(_pool("Observation", _is_prefetched_observation), n_observations))
     return {
         "hook": "patient-view",
-        "hookInstance": f"real-shaped-{size}",
+        "hookInstance": str(uuid.uuid5(uuid.NAMESPACE_URL, f"real-shaped-{size}")),
         "fhirServer": "https://ehr.example.org/fhir",
         "context": {"userId": "Practitioner/example-neurologist", "patientId": PATIENT_ID},
         "prefetch": {
