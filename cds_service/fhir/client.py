@@ -3,6 +3,10 @@
 * The same searches as the prefetch templates, run concurrently, under one overall deadline.
 * Bundle `next` links are followed up to a page and resource cap; a link that leaves the server's
   base URL, or repeats, ends that search as a failure (never sends the token elsewhere).
+* A search the server refuses as one it does not allow (HTTP 400 / 422, or 403 that is not about the
+  token, with an OperationOutcome: e.g. Epic's answer to an Observation search with neither category
+  nor code) is sent once more in the narrower form the prefetch policy declares for it
+  (`when_refused`). Identical searches of one call are sent once and shared.
 * The bearer token from `fhirAuthorization` is sent only to the request's own `fhirServer`, and only
   when that server is on the configured allowlist. Nothing here logs tokens, URLs with patient ids,
   or resource content.
@@ -58,7 +62,11 @@ class FhirSearchClient:
         return base in self._allowed or parts.hostname.lower() in self._allowed_hosts
 
     async def fetch(
-        self, queries: Mapping[str, str], fhir_server: str | None, access_token: str | None
+        self,
+        queries: Mapping[str, str],
+        fhir_server: str | None,
+        access_token: str | None,
+        when_refused: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         if not fhir_server:
             raise DataUnavailable({k: "no fhirServer in the request" for k in queries})
@@ -68,7 +76,12 @@ class FhirSearchClient:
         headers = {"Accept": FHIR_JSON}
         if access_token:
             headers["Authorization"] = f"Bearer {access_token}"
-        tasks = {key: asyncio.create_task(self._search(base, query, headers)) for key, query in queries.items()}
+        shared: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        narrower = when_refused or {}
+        tasks = {
+            key: asyncio.create_task(self._search_key(base, query, narrower.get(key), headers, shared))
+            for key, query in queries.items()
+        }
         done, pending = await asyncio.wait(tasks.values(), timeout=self._deadline)
         for task in pending:
             task.cancel()
@@ -90,6 +103,38 @@ class FhirSearchClient:
             )
             raise DataUnavailable(failures, partial=results)
         return results
+
+    async def _search_key(
+        self,
+        base: str,
+        query: str,
+        narrower: str | None,
+        headers: dict[str, str],
+        shared: dict[str, asyncio.Future[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """One key's search; when the server refuses it and a narrower form is declared, that one."""
+        try:
+            return await self._shared_search(base, query, headers, shared)
+        except _Refused as exc:
+            if narrower is None:
+                raise
+            # The resource type and status only: the query holds the patient id.
+            log.info(
+                "fhir: %s search refused, retried in its narrower form",
+                query.split("?", 1)[0].split("/", 1)[0],
+                extra={"event": "fhir_search_retried", "status": exc.status, "reason": "refused"},
+            )
+            return await self._shared_search(base, narrower, headers, shared)
+
+    async def _shared_search(
+        self, base: str, query: str, headers: dict[str, str], shared: dict[str, asyncio.Future[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        """`_search`, sent once per call for a query two keys ask for (e.g. a refused search's narrower
+        form that is another key's query)."""
+        future = shared.get(query)
+        if future is None:
+            future = shared[query] = asyncio.ensure_future(self._search(base, query, headers))
+        return await future
 
     async def _search(self, base: str, query: str, headers: dict[str, str]) -> dict[str, Any]:
         url: str | None = urljoin(base, query)
@@ -141,6 +186,8 @@ class FhirSearchClient:
             raise _SearchFailed("the FHIR server timed out", "timeout") from None
         except httpx.HTTPError as exc:
             raise _SearchFailed(f"could not reach the FHIR server ({type(exc).__name__})", "connection") from None
+        if response.status_code in (400, 403, 422) and _refuses_search(response):
+            raise _Refused(response.status_code)
         if response.status_code in (401, 403):
             raise _SearchFailed(
                 f"the FHIR server refused the access token (HTTP {response.status_code})", "unauthorized"
@@ -160,9 +207,37 @@ class FhirSearchClient:
         return body
 
 
+# OperationOutcome issue types that speak of the caller's access, not of the search's form.
+_ACCESS_ISSUES = frozenset({"security", "login", "unknown", "expired", "forbidden", "suppressed", "throttled"})
+
+
+def _refuses_search(response: httpx.Response) -> bool:
+    """True when the answer refuses the search itself (its parameters), not the token: an
+    OperationOutcome with a 400 / 422, or with a 403 whose issues are not about access."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return False
+    if response.status_code != 403:
+        return True
+    issues = body.get("issue")
+    codes = {i.get("code") for i in issues if isinstance(i, dict)} if isinstance(issues, list) else set()
+    return bool(codes) and not codes & _ACCESS_ISSUES
+
+
 class _SearchFailed(Exception):
     """One search could not be completed; the message is safe to show (no PHI, no token)."""
 
     def __init__(self, message: str, kind: str = "paging"):
         super().__init__(message)
         self.kind = kind  # the metrics label
+
+
+class _Refused(_SearchFailed):
+    """The server refused the search as one it does not allow (not an access problem)."""
+
+    def __init__(self, status: int):
+        super().__init__(f"the FHIR server refused this search (HTTP {status}, OperationOutcome)", "refused")
+        self.status = status
