@@ -20,7 +20,7 @@ ARG PYTHON_IMAGE=python:3.11-slim
 # ---------------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS deps
 # Optional-dependency groups of pyproject.toml to install as well (space- or comma-separated names,
-# e.g. --build-arg CDS_EXTRAS=redis); an unknown name fails the build.
+# e.g. --build-arg CDS_EXTRAS=test); an unknown name fails the build. (Redis needs no extra: its client is a dependency.)
 ARG CDS_EXTRAS=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src

@@ -21,8 +21,10 @@ from cds_service.feedback.routes import router as feedback_router
 from cds_service.fhir.client import FhirSearchClient
 from cds_service.fhir.source import MissingDataFetcher, NoFhirServerFetcher
 from cds_service.logs import configure_logging
+from cds_service.protocol.docs import install_offline_docs
 from cds_service.protocol.errors import install_error_handlers
 from cds_service.protocol.http_security import install_http_security
+from cds_service.protocol.openapi import install_openapi
 from cds_service.protocol.routes import router as hook_router
 from cds_service.protocol.service import ServiceRegistry
 from cds_service.runtime import Runtime
@@ -102,6 +104,8 @@ def create_app(
         lifespan=runtime.lifespan,
     )
     app.state.runtime = runtime
+    install_offline_docs(app)
+    install_openapi(app)
     install_error_handlers(app)
     app.include_router(hook_router)
     app.include_router(feedback_router)

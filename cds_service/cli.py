@@ -10,6 +10,8 @@ import tempfile
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from cds_service import __version__
+
 
 class ServeConfig(uvicorn.Config):
     """uvicorn's Config, with a listening socket whose accepted connections get TCP_NODELAY.
@@ -51,6 +53,7 @@ def _migrate_once_for_all_workers() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cds-service", description="MS back pain CDS Hooks 2.0 service")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve_cmd = sub.add_parser("serve", help="run the HTTP service")
     serve_cmd.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")

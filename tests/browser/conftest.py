@@ -15,12 +15,21 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 
-pytestmark = pytest.mark.slow
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every browser test is slow (left out of `-m "not slow"`), whatever its module says."""
+    for item in items:
+        if Path(str(item.fspath)).resolve().parent == HERE:
+            item.add_marker(pytest.mark.slow)
+
 
 CHROMIUM = os.environ.get("CDS_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -60,7 +69,7 @@ def live_app() -> Callable[[Any], contextlib.AbstractContextManager[str]]:
     return serve
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # Playwright's sync API holds an event loop while it runs: not past this module
 def chromium() -> Iterator[Any]:
     executable = _require_browser()
     from playwright.sync_api import sync_playwright
