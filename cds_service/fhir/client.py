@@ -3,9 +3,9 @@
 * The same searches as the prefetch templates, run concurrently, under one overall deadline.
 * Bundle `next` links are followed up to a page and resource cap; a link that leaves the server's
   base URL, or repeats, ends that search as a failure (never sends the token elsewhere).
-* A search the server refuses as one it does not allow (HTTP 400 / 422, or 403 that is not about the
-  token, with an OperationOutcome: e.g. Epic's answer to an Observation search with neither category
-  nor code) is sent once more in the narrower form the prefetch policy declares for it
+* A search the server refuses for its form (HTTP 400 / 422, or a 403 that is not about the token,
+  with an OperationOutcome that is not "not-supported": e.g. Epic's answer to an Observation search
+  with neither category nor code) is sent once more in the narrower form the prefetch policy declares for it
   (`when_refused`). Identical searches of one call are sent once and shared.
 * The bearer token from `fhirAuthorization` is sent only to the request's own `fhirServer`, and only
   when that server is on the configured allowlist. Nothing here logs tokens, URLs with patient ids,
@@ -207,24 +207,28 @@ class FhirSearchClient:
         return body
 
 
-# OperationOutcome issue types that speak of the caller's access, not of the search's form.
-_ACCESS_ISSUES = frozenset({"security", "login", "unknown", "expired", "forbidden", "suppressed", "throttled"})
+# OperationOutcome issue types that a narrower form of the same search cannot answer: the caller's
+# access, or a resource type / interaction the server does not offer at all.
+_NOT_THE_SEARCH_FORM = frozenset(
+    {"security", "login", "unknown", "expired", "forbidden", "suppressed", "throttled", "not-supported", "not-found"}
+)
 
 
 def _refuses_search(response: httpx.Response) -> bool:
-    """True when the answer refuses the search itself (its parameters), not the token: an
-    OperationOutcome with a 400 / 422, or with a 403 whose issues are not about access."""
+    """True when the answer refuses the form of the search (e.g. a required parameter missing), not
+    the token nor the resource type: an OperationOutcome with a 400 / 422, or with a 403 that names
+    its issues, none of them an access or not-supported issue."""
     try:
         body = orjson.loads(response.content)
     except orjson.JSONDecodeError:
         return False
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         return False
-    if response.status_code != 403:
-        return True
     issues = body.get("issue")
     codes = {i.get("code") for i in issues if isinstance(i, dict)} if isinstance(issues, list) else set()
-    return bool(codes) and not codes & _ACCESS_ISSUES
+    if codes & _NOT_THE_SEARCH_FORM:
+        return False
+    return bool(codes) or response.status_code != 403
 
 
 class _SearchFailed(Exception):

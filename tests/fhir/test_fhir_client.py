@@ -283,7 +283,8 @@ def test_a_refused_unqualified_search_is_retried_with_the_category_and_sent_once
     ("answer", "retried"),
     [
         (_refusal(400), True),
-        (_refusal(422, "not-supported"), True),
+        (_refusal(422, "invalid"), True),
+        (_refusal(400, "not-supported"), False),  # the server does not offer this search at all
         (_refusal(403, "required"), True),  # a 403 that speaks of the search, not of the token
         (_refusal(403, "forbidden"), False),  # the token may not read this: asking again changes nothing
         (httpx.Response(403), False),
