@@ -23,5 +23,8 @@ const medplum = new MedplumClient({
   fhirUrlPath: url.pathname.replace(/^\/+|\/+$/g, ''),
   cacheTime: 0,
 });
-const request = await buildCdsRequest(medplum, input.user, input.service, input.context);
-process.stdout.write(JSON.stringify(request));
+const requests = [];
+for (const call of input.calls) {
+  requests.push(await buildCdsRequest(medplum, call.user, input.service, call.context));
+}
+process.stdout.write(JSON.stringify(requests));

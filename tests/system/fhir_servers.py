@@ -179,24 +179,29 @@ def prefetch_resources(fixture: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def medplum_cds_request(fhir_base: str, service: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    """The CDS request Medplum's own client (`buildCdsRequest`) builds against `fhir_base`."""
+def medplum_cds_requests(
+    fhir_base: str, service: dict[str, Any], contexts: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The CDS requests Medplum's own client (`buildCdsRequest`) builds against `fhir_base`, one per context."""
     node = shutil.which("node")
     assert node is not None, "no `node` on PATH"
-    user = {"resourceType": "Practitioner", "id": context["userId"].split("/", 1)[1]}
-    payload = json.dumps({"fhirBase": fhir_base, "service": service, "context": context, "user": user})
+    calls = [
+        {"context": c, "user": {"resourceType": "Practitioner", "id": c["userId"].split("/", 1)[1]}} for c in contexts
+    ]
+    payload = json.dumps({"fhirBase": fhir_base, "service": service, "calls": calls})
     done = subprocess.run(
         [node, str(MEDPLUM_DIR / "cds_request.mjs")],
         input=payload,
         capture_output=True,
         text=True,
         cwd=ROOT,
-        timeout=60,
+        timeout=120,
         check=False,
     )
     assert done.returncode == 0, f"buildCdsRequest failed: {done.stderr[-2000:]}"
-    request: dict[str, Any] = json.loads(done.stdout)
-    return request
+    requests: list[dict[str, Any]] = json.loads(done.stdout)
+    assert len(requests) == len(contexts)
+    return requests
 
 
 def epic_prefetch(root: str, templates: dict[str, str], context: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
