@@ -138,7 +138,8 @@ class PrefetchPolicy:
             text += f" Used when available, {self.relevant_when}: {listing(optional_later)}."
         text += (
             " Keys not sent (or sent as null, an error OperationOutcome or a partial page) are read from "
-            "fhirServer with fhirAuthorization; required data that cannot be had is answered with HTTP 412, "
-            "optional data is done without."
+            "fhirServer with fhirAuthorization (an optional key left out whose narrower form was sent is not: "
+            "that key stands in); required data that cannot be had is answered with HTTP 412, optional data "
+            "is done without."
         )
         return text

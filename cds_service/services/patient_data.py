@@ -16,7 +16,7 @@ from typing import Any
 from cds_service.clinical import valuesets
 from cds_service.fhir.policy import FilledQuery, Need, OnFailure, PrefetchKey, PrefetchPolicy
 from cds_service.fhir.prefetch import PrefetchData, read_prefetch, unusable_keys
-from cds_service.fhir.source import DataUnavailable, MissingDataFetcher
+from cds_service.fhir.source import DataUnavailable, MissingDataFetcher, ServerNotAllowed
 from cds_service.protocol.models import CdsRequest
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,10 @@ class PatientDataLoader:
             fetched = await self._fetcher.fetch(queries, request.fhirServer, token, when_refused=when_refused)
         except DataUnavailable as exc:
             fetched, failures = exc.partial, exc.reasons
+        except ServerNotAllowed:
+            if any(self.policy.key(k).on_failure is OnFailure.REQUIRED for k in missing):
+                raise  # 403: the decision needs data only that server could give
+            fetched, failures = {}, {k: "fhirServer is not on the allowlist" for k in missing}
         for key, reason in failures.items():
             if key in data.unavailable:
                 data.unavailable[key] = f"{data.unavailable[key]}; {reason}"
@@ -181,6 +185,29 @@ class PatientDataLoader:
             else:
                 data.resources[key] = again.resources[key]
                 del data.unavailable[key]
+
+    def _stand_in_for_refused(self, data: PrefetchData, keys: list[str], call: _Call) -> None:
+        """An optional key the client left out whose narrower form (`when_refused`) is another key it
+        did send: the client's server refused the key's search (Epic leaves such keys out), and reading
+        it from the server would be refused too and then retried as the key already in hand. The sent
+        key stands in for it: no FHIR reads (two round trips) spent on data the call already has."""
+        queries = {k: f.query for k, f in call.queries.items() if k in data.resources}
+        for key in keys:
+            narrower = call.queries[key].when_refused
+            if data.unavailable.get(key) != "not sent" or narrower is None:
+                continue
+            if self.policy.key(key).on_failure is not OnFailure.OPTIONAL:
+                continue
+            stand_in = next((k for k, q in queries.items() if q == narrower), None)
+            if stand_in is not None:
+                del data.unavailable[key]
+                data.resources[key] = []  # its narrower form's resources are under `stand_in`
+                log.info(
+                    "patient data: %s left out by the client; its narrower form %s was sent and stands in",
+                    key,
+                    stand_in,
+                    extra={"event": "prefetch_key_stood_in"},
+                )
 
     def _require(self, data: PrefetchData, keys: tuple[str, ...]) -> None:
         """Raise DataUnavailable (412) for the required ones of `keys` that are still unusable."""
@@ -222,6 +249,7 @@ class PatientDataLoader:
             return None
         unread = [k for k in later if k not in data.fetch_attempted]
         data.add(read_prefetch(request.prefetch, unread, patient_id, WANTED_TYPES, select))
+        self._stand_in_for_refused(data, unread, call)
         await self._fetch_missing(data, later, call)
         self._require(data, later)
         missing = frozenset(k for k in first + later if k in data.unavailable)

@@ -293,10 +293,12 @@ def test_a_refused_unqualified_search_is_retried_with_the_category_and_sent_once
     ],
 )
 def test_only_a_refusal_of_the_search_is_retried(app_client: TestClient, answer: httpx.Response, retried: bool) -> None:
+    body = _request(without=())
+    body["prefetch"]["allObservations"] = None  # the client's search failed: read from the server
     with respx.mock(assert_all_called=False) as router:
         routes = _serve_fixture(router)
         routes["allObservations"].mock(return_value=answer)
-        response = app_client.post(SERVICE_URL, json=_request(without=("allObservations",)))
+        response = app_client.post(SERVICE_URL, json=body)
     assert response.status_code == 200, response.text  # optional either way: the card is served
     assert response.json()["cards"][0]["indicator"] == "critical"
     assert routes["observations"].call_count == (1 if retried else 0)

@@ -20,6 +20,7 @@ from cds_service.fhir.policy import Need, OnFailure, PrefetchKey, PrefetchPolicy
 from cds_service.fhir.source import DataUnavailable
 from cds_service.protocol.models import CdsRequest
 from cds_service.services.patient_data import PREFETCH_POLICY, PatientData, PatientDataLoader
+from cds_service.settings import Settings
 from tests.conftest import NO_AUTH, NOW, SERVICE_URL, load_fixture
 from tests.fhir.ehr_records import (
     imaging_procedure,
@@ -136,7 +137,7 @@ def test_keys_must_be_unique() -> None:
 @pytest.mark.parametrize("key", [k.name for k in PREFETCH_POLICY.keys if k.name != "encounter"])
 def test_a_key_that_cannot_be_had_is_412_when_required_and_done_without_when_optional(key: str) -> None:
     body = _complete()
-    del body["prefetch"][key]
+    body["prefetch"][key] = None  # unknown (EHRs send null for a failed query): asked of the server
     fetcher = Fetcher()  # the server has nothing either
     if PREFETCH_POLICY.key(key).on_failure is OnFailure.REQUIRED:
         with pytest.raises(DataUnavailable) as caught:
@@ -149,17 +150,71 @@ def test_a_key_that_cannot_be_had_is_412_when_required_and_done_without_when_opt
     assert list(fetcher.queries) == [key]  # it was asked of the FHIR server first
 
 
-def test_a_refused_and_left_out_optional_key_is_fetched_with_its_narrower_form() -> None:
+def test_a_key_left_out_whose_narrower_form_was_sent_is_stood_in_for_without_reads(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Epic leaves out allObservations (its search refused); reading it would be refused and retried as
+    `observations`, which the prefetch has: no reads, nothing missing, the same resources."""
     body = _complete()
-    del body["prefetch"]["allObservations"]  # what Epic does with a search it refuses
-    fetcher = Fetcher({"allObservations": body["prefetch"]["observations"]})
+    del body["prefetch"]["allObservations"]
+    fetcher = Fetcher()
+    with caplog.at_level(logging.INFO):
+        data = _load(body, fetcher)
+    assert not fetcher.queries
+    assert data is not None and not data.missing_optional
+    assert _ids(data) == _ids(_load(_complete()))
+    assert any("stands in" in r.getMessage() for r in caplog.records)
+
+
+def test_a_key_left_out_with_its_narrower_form_missing_too_is_fetched_with_its_narrower_form() -> None:
+    full = _complete()
+    body = _complete()
+    del body["prefetch"]["allObservations"]
+    body["prefetch"]["observations"] = None
+    fetcher = Fetcher({k: full["prefetch"]["observations"] for k in ("observations", "allObservations")})
     data = _load(body, fetcher)
-    assert fetcher.queries == {"allObservations": "Observation?patient=pv03-patient"}
+    assert fetcher.queries == {
+        "observations": "Observation?patient=pv03-patient&category=survey,exam,vital-signs",
+        "allObservations": "Observation?patient=pv03-patient",
+    }
     assert fetcher.when_refused == {
         "allObservations": "Observation?patient=pv03-patient&category=survey,exam,vital-signs"
     }
     assert data is not None and not data.missing_optional
-    assert _ids(data) == _ids(_load(_complete()))  # the same Observations, each counted once
+    assert _ids(data) == _ids(_load(full))  # the same Observations, each counted once
+
+
+def test_a_null_optional_key_is_read_from_the_server_even_with_its_narrower_form_sent() -> None:
+    """null is not "left out": the client tried and failed; the server may well answer."""
+    body = _complete()
+    pid = body["context"]["patientId"]
+    body["prefetch"]["allObservations"] = None
+    finding = uncategorised_finding(pid, "pv03-lhermitte", "2026-11-10", "Lhermitte sign on neck flexion")
+    fetcher = Fetcher({"allObservations": searchset([finding])})
+    assert ("Observation", "pv03-lhermitte") in _ids(_load(body, fetcher))
+    assert list(fetcher.queries) == ["allObservations"]
+
+
+def test_optional_keys_are_never_worth_a_403() -> None:
+    """Required data complete, optional keys left out, fhirServer not on the allowlist: the card, not 403."""
+    body = _complete()
+    for key in ("diagnosticReports", "procedures", "medicationStatements"):
+        del body["prefetch"][key]
+    body["fhirServer"] = "https://elsewhere.example.com/fhir"
+    body["fhirAuthorization"] = {
+        "access_token": "t",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "x",
+        "subject": "c",
+    }
+    settings = Settings(fhir_server_allowlist=["https://ehr.example.org/fhir"])
+    with TestClient(create_app(settings, clock=lambda: NOW, auth=NO_AUTH)) as client:
+        answer = client.post(SERVICE_URL, json=body)
+        del body["prefetch"]["imagingStudies"]
+        refused = client.post(SERVICE_URL, json=body)
+    assert answer.status_code == 200 and answer.json()["cards"]
+    assert refused.status_code == 403
 
 
 # --- the keys of real EHRs' shapes reach the rules --------------------------------------------------
