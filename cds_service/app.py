@@ -14,12 +14,13 @@ from fastapi import FastAPI
 
 from cds_service import __version__, observability
 from cds_service.cards import orders
-from cds_service.cards.content import load_card_content
+from cds_service.cards.content import load_card_content, load_guidance_content
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import RuleSettings
 from cds_service.feedback.routes import router as feedback_router
 from cds_service.fhir.client import FhirSearchClient
 from cds_service.fhir.source import MissingDataFetcher, NoFhirServerFetcher
+from cds_service.guidance.routes import guidance_router
 from cds_service.logs import configure_logging
 from cds_service.protocol.docs import install_offline_docs
 from cds_service.protocol.errors import install_error_handlers
@@ -56,6 +57,7 @@ def create_app(
     the environment) says otherwise; `install_auth=False` leaves it to the caller.
     """
     settings = settings or Settings()
+    auth = auth or AuthSettings()
     configure_logging(settings.log_level)
     valuesets.warm_up()
     orders.warm_up()
@@ -75,10 +77,11 @@ def create_app(
     deps = ServiceDeps(
         fetcher=fetcher or NoFhirServerFetcher(),
         clock=clock,
-        card_content=load_card_content(settings.cards_dir),
+        card_content=load_card_content(settings.cards_dir),  # checked against its schema: a mistake stops here
         rules=RuleSettings(settings.lookback_days, settings.recent_mri_days, settings.nsaid_trial_days),
         smart_app=(settings.smart_app_label, settings.smart_app_url) if settings.smart_app_url else None,
         memory=memory,
+        public_base_url=auth.public_base_url,
     )
     registry = ServiceRegistry([MsBackPainPatientView(deps), MsBackPainOrderSelect(deps), MsBackPainOrderSign(deps)])
     runtime = Runtime(settings=settings, registry=registry, card_memory=memory, storage_settings=storage)
@@ -110,8 +113,9 @@ def create_app(
     app.include_router(hook_router)
     app.include_router(feedback_router)
     app.include_router(observability.router)
+    app.include_router(guidance_router(load_guidance_content(settings.cards_dir), deps.card_content))
     if install_auth:
-        install_client_auth(app, auth or AuthSettings(), replay_cache=replay_cache)
+        install_client_auth(app, auth, replay_cache=replay_cache)
     install_http_security(app, settings.cors_allow_origins)
     return app
 

@@ -47,7 +47,9 @@ def check_card(card: dict[str, Any]) -> None:
     for reason in card.get("overrideReasons", []):
         assert reason.get("code") and reason.get("display"), "override reasons carry a display"
     for link in card.get("links", []):
-        assert link["label"] and link["url"].startswith("https://") and link["type"] in {"absolute", "smart"}
+        # https, except the service's own pages as reached in tests (Starlette's TestClient is http://testserver)
+        secure = link["url"].startswith(("https://", "http://testserver/"))
+        assert link["label"] and secure and link["type"] in {"absolute", "smart"}
         assert "appContext" not in link or link["type"] == "smart"
 
 

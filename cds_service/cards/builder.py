@@ -1,5 +1,6 @@
-"""Decision -> CDS Hooks card: summary, markdown detail listing the evidence, the spinal-MRI
-suggestion, override reasons and reference links. Wording comes from cards/ms-back-pain.toml.
+"""Decision -> the patient-view card: a summary that carries the message, a short detail (what to do
+now, why, what is still worth asking, management only where it fits the mechanism found), the
+spinal-MRI suggestion, override reasons and links (the full guidance first). Wording: cards/*.toml.
 """
 
 from __future__ import annotations
@@ -9,212 +10,168 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote_plus
 
-from cds_service.cards.orders import spinal_mri_request
+from cds_service.cards.content import CardContent
+from cds_service.cards.detail import assemble, management_lines, why_lines, worth_asking
+from cds_service.cards.links import card_links, card_source, guidance_url, override_reasons
+from cds_service.cards.orders import REASON_REFERENCE_TYPES, OrderReasons, spinal_mri_request
+from cds_service.cards.words import chart_words, codings_in, md, short_date, where_and_when
 from cds_service.clinical.decision import Decision, Level
-from cds_service.clinical.facts import Finding, SpinalMri
-from cds_service.protocol.models import Action, Card, Coding, Link, Source, Suggestion
+from cds_service.clinical.facts import CERVICAL, LUMBAR, THORACIC, Finding, SpinalMri
+from cds_service.protocol.models import Action, Card, Suggestion
 
 
 @dataclass(frozen=True)
 class CardContext:
-    """What the card needs from the call: whose chart, who is ordering, and when."""
+    """What the card needs from the call: whose chart, who is ordering, when, where the service is
+    reached (its public base URL: the guidance link), and which references are the client's draft
+    orders (never named inside a new order)."""
 
     patient_id: str
     user_id: str | None
     now: dt.datetime
+    base_url: str | None = None
+    draft_references: frozenset[str] = frozenset()
+
+    @property
+    def guidance(self) -> str | None:
+        return guidance_url(self.base_url) if self.base_url else None
 
 
-def _date(value: dt.date | None) -> str:
-    return value.isoformat() if value else "date not recorded"
+def study_name(study: SpinalMri, content: CardContent) -> str:
+    """ "MRI cervical and thoracic spine", in anatomical order."""
+    names = content.mri.regions
+    regions = [getattr(names, r) for r in (CERVICAL, THORACIC, LUMBAR) if r in study.regions]
+    return content.mri.study.format(regions=content.mri.and_.join(regions))
 
 
-def _md(text: str) -> str:
-    """Chart text shown inside markdown: keep it on one line and neutralise markdown syntax."""
-    flat = " ".join(text.split())
-    for char in "\\`*_[]<>#|":
-        flat = flat.replace(char, "\\" + char)
-    return flat
-
-
-def _finding_line(title: str, finding: Finding, bilateral_word: str) -> str:
-    ev = finding.evidence
-    extra = f" ({bilateral_word})" if finding.bilateral else ""
-    return f"- **{_md(title)}**{extra}: {_md(ev.matched)}; {ev.reference}, {_date(ev.date)}"
-
-
-def _title(group: str, label: str) -> str:
-    """ "New red flag: Urinary urgency"; just "Multiple sclerosis" when the two say the same."""
-    return group if group.lower().startswith(label.lower()) else f"{group}: {label}"
-
-
-def _mri_line(label: str, study: SpinalMri) -> str:
-    return f"- **{label}**: {_md(study.evidence.matched)}; {study.evidence.reference}, {_date(study.evidence.date)}"
-
-
-def evidence_section(decision: Decision, content: dict[str, Any]) -> list[str]:
-    """The markdown lines listing every piece of evidence, with its resource and date."""
-    facts, text = decision.facts, content["detail"]
-    labels, bilateral = text["fact_labels"], text["bilateral"]
-    lines = [f"**{text['evidence_heading']}**"]
-    groups: Iterable[tuple[str, tuple[Finding, ...]]] = (
-        ("multiple_sclerosis", facts.multiple_sclerosis),
-        ("back_pain", facts.back_pain),
-        ("new_red_flags", facts.new_red_flags),
-        ("cord_features", facts.cord_features),
-        ("poor_analgesic_response", facts.poor_analgesic_response),
-        ("mechanical_pattern", facts.mechanical_pattern),
-    )
-    for key, findings in groups:
-        lines += [_finding_line(_title(labels[key], f.label), f, bilateral) for f in findings]
-    lines += [_mri_line(labels["spinal_mri"], s) for s in facts.spinal_mri]
-
-    if facts.chronic_red_flags:
-        lines += ["", f"**{text['chronic_heading']}**"]
-        lines += [_finding_line(f.label, f, bilateral) for f in facts.chronic_red_flags]
-    if facts.demyelinating_context:
-        lines += ["", f"**{text['context_heading']}**"]
-        lines += [_finding_line(f.label, f, bilateral) for f in facts.demyelinating_context]
-    return lines
-
-
-def management_section(content: dict[str, Any]) -> list[str]:
-    text = content["detail"]
-    return (
-        [f"**{text['management_heading']}**"] + [f"- {item}" for item in text["management"]] + ["", text["disclaimer"]]
-    )
-
-
-def _detail(decision: Decision, content: dict[str, Any], settings_days: int) -> str:
-    facts, text = decision.facts, content["detail"]
-    lines = [content["levels"][decision.level.value]["intro"].format(lookback_days=settings_days), ""]
-    if decision.quieted_by is not None:
-        note = decision.quieted_by
-        reason = f" ({_md(note.reason)})" if note.reason else ""
-        lines += [text["quieted"].format(date=note.overridden_on.isoformat(), reason=reason), ""]
-    lines += evidence_section(decision, content)
-
-    mri_lines = _mri_sentences(decision, content["mri"])
-    if mri_lines:
-        lines += [""] + mri_lines
-
-    if decision.not_documented:
-        lines += ["", f"**{text['not_documented_heading']}**"]
-        lines += [f"- {text['features'][key]}" for key in decision.not_documented]
-    if not facts.medications_assessed:
-        lines += ["", text["medications_not_assessed"]]
-    if decision.consider_dual_causes:
-        where = ", ".join(f.evidence.reference for f in facts.mechanical_pattern)
-        lines += ["", text["dual_causes"].format(evidence=where)]
-
-    lines += [""] + management_section(content)
-    return "\n".join(lines)
-
-
-def _mri_sentences(decision: Decision, mri: dict[str, Any]) -> list[str]:
-    advice = decision.mri
+def _mri_sentences(decision: Decision, content: CardContent) -> list[str]:
+    advice, mri, no_date = decision.mri, content.mri, content.detail.no_date
     if advice is None:
         return []
     out: list[str] = []
     if advice.recent_study is not None:
         study = advice.recent_study
         if advice.newer_red_flags:
-            flags = ", ".join(sorted({f.label.lower() for f in advice.newer_red_flags}))
-            out.append(mri["newer_red_flag"].format(date=_date(study.evidence.date), flags=_md(flags)))
+            flags = ", ".join(
+                sorted({chart_words(f.evidence.matched, f.label).lower() for f in advice.newer_red_flags})
+            )
+            date = short_date(study.evidence.date) if study.evidence.date else no_date
+            out.append(mri.newer_red_flag.format(date=date, flags=md(flags)))
         else:
-            out.append(mri["recent_study"].format(study=study.evidence.reference, date=_date(study.evidence.date)))
+            out.append(
+                mri.recent_study.format(
+                    study=md(study_name(study, content)), when=md(where_and_when(study.evidence, no_date))
+                )
+            )
     for partial in advice.recent_partial_studies:
-        regions = "/".join(sorted(partial.regions))
         out.append(
-            mri["partial_study"].format(
-                study=f"{regions} MRI {partial.evidence.reference}", date=_date(partial.evidence.date)
+            mri.partial_study.format(
+                study=md(study_name(partial, content)), when=md(where_and_when(partial.evidence, no_date))
             )
         )
-    if advice.suggest:
-        out.append(mri["why"])
     return out
 
 
-def evidence_reasons(decision: Decision) -> list[str]:
-    """Evidence references for the order's reasonReference: MS and back-pain Conditions / Observations."""
+def _quieted(decision: Decision, content: CardContent) -> list[str]:
+    note = decision.quieted_by
+    if note is None:
+        return []
+    reason = f" ({md(note.reason)})" if note.reason else ""
+    return [content.detail.quieted.format(date=short_date(note.overridden_on), reason=reason)]
+
+
+def _detail(decision: Decision, content: CardContent) -> str:
+    level = content.levels.of(decision.level)
+    facts, text = decision.facts, content.detail
+    head = [level.lead, *_quieted(decision, content), level.now]
+    tail = _mri_sentences(decision, content)
+    if not facts.medications_assessed:
+        tail.append(text.medications_not_assessed)
+    if decision.consider_dual_causes and level.management:
+        tail.append(text.dual_causes)
+    tail += worth_asking(decision, content)
+    management = management_lines(decision, content) if level.management else []
+    if management:
+        tail.append("\n".join(management))
+    tail.append(text.disclaimer)
+    return assemble(head, why_lines(decision, content), tail, content)
+
+
+def order_reasons(findings: Iterable[Finding], drafts: frozenset[str]) -> OrderReasons:
+    """The evidence for the new order: chart resources by reference where R4 allows them in
+    `reasonReference`; anything else (a draft order's reason, a visit) as a coded or text reason."""
+    references: list[str] = []
+    concepts: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for finding in findings:
+        ev = finding.evidence
+        if ev.resource_id and ev.resource_type in REASON_REFERENCE_TYPES and ev.reference not in drafts:
+            if ev.reference not in seen:
+                seen.add(ev.reference)
+                references.append(ev.reference)
+            continue
+        text = chart_words(ev.matched, finding.label)
+        key = f"text:{text.lower()}"
+        if key in seen:
+            continue
+        seen.add(key)
+        concept: dict[str, Any] = {"text": text}
+        coded = codings_in(ev.matched)
+        if coded:
+            concept["coding"] = coded
+        concepts.append(concept)
+    return OrderReasons(tuple(references), tuple(concepts))
+
+
+def evidence_reasons(decision: Decision, drafts: frozenset[str] = frozenset()) -> OrderReasons:
+    """Why the cord MRI is suggested: the MS, back-pain and new red-flag evidence."""
     facts = decision.facts
-    refs = [
-        f.evidence.reference
-        for f in facts.multiple_sclerosis + facts.back_pain + facts.new_red_flags
-        if f.evidence.resource_id
-    ]
-    return list(dict.fromkeys(refs))
+    return order_reasons(facts.multiple_sclerosis + facts.back_pain + facts.new_red_flags, drafts)
 
 
-def _mri_suggestion(decision: Decision, content: dict[str, Any], ctx: CardContext) -> Suggestion:
-    actions = cord_mri_actions(content, ctx, evidence_reasons(decision))
-    return Suggestion(
-        label=content["mri"]["label"],
-        uuid=str(uuid.uuid4()),
-        isRecommended=decision.mri is not None and decision.mri.recommended,
-        actions=actions,
-    )
-
-
-def cord_mri_actions(content: dict[str, Any], ctx: CardContext, reasons: list[str]) -> list[Action]:
+def cord_mri_actions(content: CardContent, ctx: CardContext, reasons: OrderReasons) -> list[Action]:
     """Two `create` actions: MRI cervical and thoracic spine without and with contrast."""
+    descriptions = {"cervical": content.mri.description_cervical, "thoracic": content.mri.description_thoracic}
     return [
         Action(
             type="create",
-            description=content["mri"][f"description_{region}"],
+            description=descriptions[region],
             resource=spinal_mri_request(region, ctx.patient_id, ctx.user_id, reasons, ctx.now),
         )
         for region in ("cervical", "thoracic")
     ]
 
 
-def card_source(content: dict[str, Any]) -> Source:
-    source = content["source"]
-    return Source(label=source["label"], url=source.get("url"), topic=Coding(**source["topic"]))
-
-
-def override_reasons(content: dict[str, Any]) -> list[Coding]:
-    system = content["override_reason_system"]["uri"]
-    return [Coding(system=system, code=r["code"], display=r["display"]) for r in content["override_reasons"]]
-
-
-def reference_links(content: dict[str, Any], smart_app: tuple[str, str] | None) -> list[Link]:
-    links = [
-        Link(
-            label=f"PubMed: {ref['title']}",
-            url="https://pubmed.ncbi.nlm.nih.gov/?term=" + quote_plus(ref["title"]),
-            type="absolute",
-        )
-        for ref in content["references"]
-    ]
-    if smart_app is not None:
-        label, url = smart_app
-        links.append(Link(label=label, url=url, type="smart"))
-    return links
+def _mri_suggestion(decision: Decision, content: CardContent, ctx: CardContext) -> Suggestion:
+    return Suggestion(
+        label=content.mri.label,
+        uuid=str(uuid.uuid4()),
+        isRecommended=decision.mri is not None and decision.mri.recommended,
+        actions=cord_mri_actions(content, ctx, evidence_reasons(decision, ctx.draft_references)),
+    )
 
 
 def build_card(
     decision: Decision,
-    content: dict[str, Any],
+    content: CardContent,
     ctx: CardContext,
-    lookback_days: int,
     smart_app: tuple[str, str] | None = None,
 ) -> Card | None:
     """The card for this decision, or None when the decision is "no card"."""
     if decision.level is Level.NONE:
         return None
-    level = content["levels"][decision.level.value]
-    indicator = "info" if decision.quieted_by is not None else level["indicator"]
+    level = content.levels.of(decision.level)
+    indicator = "info" if decision.quieted_by is not None else level.indicator
     suggestions = [_mri_suggestion(decision, content, ctx)] if decision.mri and decision.mri.suggest else None
     return Card(
         uuid=str(uuid.uuid4()),
-        summary=level["summary"],
+        summary=level.summary,
         indicator=indicator,
-        detail=_detail(decision, content, lookback_days),
+        detail=_detail(decision, content),
         source=card_source(content),
         suggestions=suggestions,
         selectionBehavior="at-most-one" if suggestions else None,
         overrideReasons=override_reasons(content),
-        links=reference_links(content, smart_app),
+        links=card_links(content, ctx.guidance, smart_app),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -22,6 +23,8 @@ _BODY_SITE = {
     "thoracic": ("122495006", "Thoracic spine"),
 }
 _REQUESTER_TYPES = ("Practitioner/", "PractitionerRole/")
+# What R4 allows in ServiceRequest.reasonReference.
+REASON_REFERENCE_TYPES = frozenset({"Condition", "Observation", "DiagnosticReport", "DocumentReference"})
 
 
 @cache
@@ -46,6 +49,7 @@ def _template(region: str) -> bytes:
         "id": str(uuid.uuid4()),
         "subject": {"reference": "Patient/example"},
         "authoredOn": "2026-01-01T00:00:00+00:00",
+        "reasonCode": [{"coding": [{"system": valuesets.SNOMED, "code": "24700007"}], "text": "Multiple sclerosis"}],
         "reasonReference": [{"reference": "Condition/example"}],
         "requester": {"reference": "Practitioner/example"},
     }
@@ -58,11 +62,21 @@ def warm_up() -> None:
         _template(region)
 
 
+@dataclass(frozen=True)
+class OrderReasons:
+    """Why the MRI is ordered: references to chart resources R4 allows in `reasonReference`
+    (Condition, Observation, DiagnosticReport, DocumentReference), and CodeableConcepts for the rest
+    (evidence found on a draft order, whose id is the client's placeholder and must never be named)."""
+
+    references: tuple[str, ...] = ()
+    concepts: tuple[dict[str, Any], ...] = ()
+
+
 def spinal_mri_request(
     region: str,
     patient_id: str,
     user_id: str | None,
-    reasons: list[str],
+    reasons: OrderReasons,
     authored: dt.datetime,
 ) -> dict[str, Any]:
     """A draft ServiceRequest for an MRI of `region` (cervical / thoracic) without and with contrast."""
@@ -70,8 +84,10 @@ def spinal_mri_request(
     resource["id"] = str(uuid.uuid4())
     resource["subject"] = {"reference": f"Patient/{patient_id}"}
     resource["authoredOn"] = authored.astimezone(dt.UTC).isoformat(timespec="seconds")
-    if reasons:
-        resource["reasonReference"] = [{"reference": ref} for ref in reasons]
+    if reasons.concepts:
+        resource["reasonCode"] = [dict(concept) for concept in reasons.concepts]
+    if reasons.references:
+        resource["reasonReference"] = [{"reference": ref} for ref in reasons.references]
     if user_id and user_id.startswith(_REQUESTER_TYPES):
         resource["requester"] = {"reference": user_id}
     return resource

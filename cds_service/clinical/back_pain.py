@@ -5,6 +5,11 @@ active, or whose onset / recording is inside the look-back window; and from Obse
 window: a chief complaint that mentions back / spine / neck pain, a pain score (> 0) located at the
 back or spine, a pain-location observation naming the back or spine, or an observation whose code or
 value is a back-pain finding.
+
+And from the reason for the visit being charted (RULES.md 1), which is how Epic carries a chief
+complaint: the Encounter named by `context.encounterId` (status not cancelled / entered-in-error),
+its `reasonCode`, or a `reasonReference` to a back-pain Condition (not refuted / entered-in-error).
+The visit's reason counts like an active Condition recorded today, whatever its date.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from cds_service.clinical import valuesets
-from cds_service.clinical.facts import Finding
+from cds_service.clinical.facts import RECORDED, VISIT_REASON, Evidence, Finding
 from cds_service.clinical.reading import (
     clinical_date,
     condition_is_active,
@@ -26,7 +31,9 @@ from cds_service.clinical.reading import (
     observation_is_negative,
     observation_is_usable,
     observation_value_texts,
+    period_start,
     texts,
+    to_date,
     within_days,
 )
 from cds_service.clinical.text import affirmed_phrase, any_phrase
@@ -115,4 +122,45 @@ def back_pain_findings(
         matched = _observation_match(observation, back_pain)
         if matched:
             found.append((Finding(back_pain.key, back_pain.label, evidence(observation, matched)), observation))
+    return found
+
+
+_VISIT_NOT_HELD = frozenset({"cancelled", "entered-in-error"})
+
+
+def _visit(encounters: Iterable[Any], encounter_id: str | None) -> Any:
+    """The Encounter of `context.encounterId`, when it is among the resources and was held."""
+    if not encounter_id:
+        return None
+    wanted = encounter_id.rsplit("/", 1)[-1]
+    for encounter in encounters:
+        if encounter.id == wanted and encounter.status not in _VISIT_NOT_HELD:
+            return encounter
+    return None
+
+
+def visit_reason_findings(
+    encounters: Iterable[Any], conditions: Iterable[Any], encounter_id: str | None, now: dt.date
+) -> list[tuple[Finding, Any]]:
+    """Back pain as the reason for the visit being charted, each with the resource it came from."""
+    visit = _visit(encounters, encounter_id)
+    if visit is None:
+        return []
+    back_pain = valuesets.concepts("back_pain")["back_pain"]
+    found: list[tuple[Finding, Any]] = []
+    for reason in visit.reasonCode or []:
+        matched = match_concept(reason, back_pain)
+        if matched:
+            visit_date = to_date(period_start(visit.period)) or now
+            item = Evidence("Encounter", visit.id, f"visit reason: {matched}", visit_date, VISIT_REASON, RECORDED)
+            found.append((Finding(back_pain.key, back_pain.label, item), visit))
+    by_reference = {f"Condition/{c.id}": c for c in conditions if c.id}
+    for reference in visit.reasonReference or []:
+        condition = by_reference.get(reference.reference or "")
+        if condition is None or condition_is_erroneous(condition):
+            continue
+        matched = match_concept(condition.code, back_pain)
+        if matched:
+            item = evidence(condition, f"visit reason: {matched}", where=VISIT_REASON)
+            found.append((Finding(back_pain.key, back_pain.label, item), condition))
     return found

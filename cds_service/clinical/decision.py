@@ -69,7 +69,7 @@ def _not_documented(facts: ClinicalFacts) -> tuple[str, ...]:
     groups = {f.group for f in facts.new_red_flags + facts.chronic_red_flags}
     found = {
         "lhermitte": "lhermitte" in cord,
-        "paroxysmal_spasm": "spasm" in cord,
+        "paroxysmal_spasm": bool(cord & {"spasm", "paroxysmal_symptom"}),
         "analgesic_response": bool(facts.poor_analgesic_response),
         "bladder": bool(groups & {"bladder", "bowel"}),
         "gait": bool(groups & {"gait", "motor"}),

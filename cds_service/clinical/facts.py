@@ -13,14 +13,43 @@ CERVICAL, THORACIC, LUMBAR = "cervical", "thoracic", "lumbar"
 CORD_REGIONS = frozenset({CERVICAL, THORACIC})
 
 
+# Where a piece of evidence was recorded, in the words a clinician uses (Evidence.where).
+PROBLEM_LIST = "problem list"
+ENCOUNTER_DIAGNOSIS = "encounter diagnosis"
+HEALTH_CONCERN = "health concern"
+CONDITION_RECORD = "condition record"  # a Condition with no (known) category
+VISIT_REASON = "visit reason"
+ORDER_REASON = "order reason"
+RADIOLOGY_REPORT = "radiology report"
+PROCEDURE_RECORD = "procedure record"
+IMAGING_STUDY = "imaging study"
+OBSERVATION = "observation"
+MEDICATION_LIST = "medication list"
+
+# What the evidence's date is (Evidence.date_label), from the date element it was read from.
+SINCE = "since"  # onset
+RECORDED = "recorded"
+OBSERVED = "observed"
+STARTED = "started"
+ORDERED = "ordered"
+PERFORMED = "performed"
+REPORTED = "reported"
+
+
 @dataclass(frozen=True)
 class Evidence:
-    """Where a fact was found: the resource, what matched in it, and its clinical date."""
+    """Where a fact was found: the resource, what matched in it, and its clinical date.
+
+    `where` says in clinical words where it was recorded (PROBLEM_LIST, VISIT_REASON ...) and
+    `date_label` what `date` is (SINCE an onset, RECORDED, OBSERVED ...): both for the card's text,
+    which names no FHIR ids or raw codes. Empty only for evidence built by hand in tests."""
 
     resource_type: str
     resource_id: str | None
     matched: str
     date: dt.date | None
+    where: str = ""
+    date_label: str = ""
 
     @property
     def reference(self) -> str:
@@ -45,6 +74,7 @@ class SpinalMri:
     evidence: Evidence
     regions: frozenset[str]
     contrast: str  # "without", "with", "without-and-with" or "unspecified"
+    also_seen_as: tuple[Evidence, ...] = ()  # the same study's other records (its ImagingStudy, Procedure ...)
 
     @property
     def covers_cord(self) -> bool:
@@ -58,6 +88,9 @@ class RuleSettings:
     lookback_days: int = 90
     recent_mri_days: int = 90
     nsaid_trial_days: int = 14
+    # An NSAID counts as a trial for this back pain only when started no earlier than this many days
+    # before the back pain's onset (an NSAID started years before is for something else).
+    nsaid_before_onset_days: int = 7
 
 
 @dataclass(frozen=True)

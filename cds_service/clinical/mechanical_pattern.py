@@ -10,7 +10,7 @@ from typing import Any
 
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import Finding
-from cds_service.clinical.reading import evidence, match_codes, resource_texts
+from cds_service.clinical.reading import evidence, finding_code, match_codes, resource_texts
 from cds_service.clinical.text import affirmed_phrase
 
 
@@ -18,7 +18,7 @@ def mechanical_findings(back_pain_resources: Iterable[Any]) -> list[Finding]:
     concept = valuesets.concepts("mechanical_pattern")["mechanical"]
     found: list[Finding] = []
     for resource in back_pain_resources:
-        matched = match_codes(resource.code, concept)
+        matched = match_codes(finding_code(resource), concept)
         if not matched:
             text = next((t for t in resource_texts(resource) if affirmed_phrase(t, concept.text)), None)
             matched = f'text "{text}"' if text else None

@@ -1,7 +1,10 @@
 """Which analgesic classes (NSAID, opioid) a medication belongs to, from the codes and names EHRs send.
 
-Read every RxNorm coding: an ingredient (IN / PIN) code, or a product code (SCD / SBD / BN) from the
-shipped table, which maps a combination product to each of its ingredients. Then the names: generic
+Read every RxNorm coding: a product code (SCD / SBD / packs) of the published value sets
+(`drug_value_sets.py`: CDC / VSAC opioid sets, historical cds4cpm codes, NSAID products of the VSAC
+non-opioid set, with their traps avoided), else an ingredient (IN / PIN) code, or a product code
+(SCD / SBD / BN) from the hand-kept table of TERMINOLOGY.md 5; a combination counts for each of
+its ingredients. Then the names: generic
 names match with their salts ("naproxen sodium", "ketorolac tromethamine") and brand names
 (Advil, Aleve, Toradol ...). A medication may be both an NSAID and an opioid (ibuprofen/oxycodone).
 
@@ -16,27 +19,41 @@ from functools import cache
 from typing import Any
 
 from cds_service.clinical import valuesets
+from cds_service.clinical.drug_value_sets import NSAID, OPIOID, judged_codes, published_products
 from cds_service.clinical.reading import codings, describe_code, texts
 from cds_service.clinical.text import any_phrase
 
-NSAID, OPIOID = "nsaid", "opioid"
+__all__ = ["NSAID", "OPIOID", "analgesic_classes", "medication_concept", "product_codes"]
 _ASPIRIN = re.compile(r"\baspirin\b|\bacetylsalicylic\b", re.IGNORECASE)
 _MG = re.compile(r"(\d+(?:\.\d+)?)\s*mg\b", re.IGNORECASE)
 
 
 @cache
 def _product_classes() -> dict[tuple[str, str], tuple[str, tuple[str, ...]]]:
-    """(system, code) of a product -> (display, classes of its ingredients)."""
+    """(system, code) of a product -> (display, classes of its ingredients): the published value
+    sets first (drug_value_sets.py), then the hand-kept table of TERMINOLOGY.md 5 for the codes
+    they lack (brand names, products newer or older than the expansions)."""
+    out = {
+        key: (product.display, tuple(k for k in (NSAID, OPIOID) if k in product.classes))
+        for key, product in published_products().items()
+    }
     classes = valuesets.concepts("analgesics")
-    out = {}
     for product in valuesets.load("analgesics")["products"]:
+        key = (product["system"], product["code"])
+        if key in judged_codes():
+            continue
         found = tuple(
-            key
-            for key in (NSAID, OPIOID)
-            if any(any_phrase(ingredient, classes[key].text) for ingredient in product["ingredients"])
+            k
+            for k in (NSAID, OPIOID)
+            if any(any_phrase(ingredient, classes[k].text) for ingredient in product["ingredients"])
         )
-        out[(product["system"], product["code"])] = (product["display"], found)
+        out[key] = (product["display"], found)
     return out
+
+
+def product_codes() -> frozenset[tuple[str, str]]:
+    """Every product code recognised as an NSAID or opioid (for the relevance pre-filter)."""
+    return frozenset(key for key, (_, found) in _product_classes().items() if found)
 
 
 def medication_concept(resource: Any, medications: Mapping[str, Any]) -> Any:

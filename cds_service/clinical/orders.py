@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cds_service.clinical import valuesets
-from cds_service.clinical.facts import CORD_REGIONS, LUMBAR, Evidence, Finding
+from cds_service.clinical.facts import CORD_REGIONS, LUMBAR, ORDER_REASON, ORDERED, Evidence, Finding
 from cds_service.clinical.medications import analgesic_classes
 from cds_service.clinical.reading import codings, describe_code, match_concept, texts
 from cds_service.clinical.text import any_phrase
@@ -151,6 +151,11 @@ def classify_order(resource: Any, medications: Mapping[str, Any]) -> DraftOrder:
     return DraftOrder(reference, rt, reason_texts=reason_texts)
 
 
+def _order_evidence(ref: tuple[str, str | None], matched: str, now: dt.date) -> Evidence:
+    """A draft order's reason: evidence from the order being placed now."""
+    return Evidence(*ref, f"order reason: {matched}", now, where=ORDER_REASON, date_label=ORDERED)
+
+
 def order_reason_findings(orders: Iterable[Any], now: dt.date) -> tuple[list[Finding], list[Finding]]:
     """(MS findings, back-pain findings) from the orders' reasonCode: each counts like an active
     Condition recorded today, with the order as its evidence."""
@@ -166,12 +171,10 @@ def order_reason_findings(orders: Iterable[Any], now: dt.date) -> tuple[list[Fin
             if match_concept(reason, not_ms) is None:
                 matched = match_concept(reason, ms_concept)
                 if matched:
-                    ms.append(
-                        Finding(ms_concept.key, ms_concept.label, Evidence(*ref, f"order reason: {matched}", now))
-                    )
+                    ms.append(Finding(ms_concept.key, ms_concept.label, _order_evidence(ref, matched, now)))
             matched = match_concept(reason, back)
             if matched:
-                back_pain.append(Finding(back.key, back.label, Evidence(*ref, f"order reason: {matched}", now)))
+                back_pain.append(Finding(back.key, back.label, _order_evidence(ref, matched, now)))
     return ms, back_pain
 
 

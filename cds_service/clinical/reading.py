@@ -9,6 +9,7 @@ import datetime as dt
 import re
 from typing import Any
 
+from cds_service.clinical import facts
 from cds_service.clinical.facts import Evidence
 from cds_service.clinical.text import affirmed_phrase
 from cds_service.clinical.valuesets import Concept, system_name
@@ -89,35 +90,110 @@ def period_start(period: Any) -> Any:
     return getattr(period, "start", None) if period is not None else None
 
 
-def clinical_date(resource: Any) -> dt.date | None:
-    """When a finding started or was observed: onset, else effective time, else when it was recorded."""
+# Condition.category codes (HL7 condition-category, US Core's health-concern), best first.
+_CONDITION_CATEGORY_WHERE = (
+    ("problem-list-item", facts.PROBLEM_LIST),
+    ("encounter-diagnosis", facts.ENCOUNTER_DIAGNOSIS),
+    ("health-concern", facts.HEALTH_CONCERN),
+)
+_WHERE_BY_TYPE: dict[str, str] = {
+    "Observation": facts.OBSERVATION,
+    "ImagingStudy": facts.IMAGING_STUDY,
+    "DiagnosticReport": facts.RADIOLOGY_REPORT,
+    "Procedure": facts.PROCEDURE_RECORD,
+    "Encounter": facts.VISIT_REASON,
+    "MedicationRequest": facts.MEDICATION_LIST,
+    "MedicationStatement": facts.MEDICATION_LIST,
+    "ServiceRequest": facts.ORDER_REASON,
+}
+
+
+def condition_where(condition: Any) -> str:
+    """Where a Condition was recorded, from its category: problem list, encounter diagnosis ..."""
+    found = {
+        str(c.code)
+        for c in codings(getattr(condition, "category", None))
+        if c.code and (c.system is None or c.system.endswith("condition-category"))
+    }
+    return next((where for code, where in _CONDITION_CATEGORY_WHERE if code in found), facts.CONDITION_RECORD)
+
+
+def where_recorded(resource: Any) -> str:
+    """Where `resource` was recorded, in clinical words (an Evidence's `where`)."""
     rt = resource.get_resource_type()
     if rt == "Condition":
-        return first_date(resource.onsetDateTime, period_start(resource.onsetPeriod), resource.recordedDate)
+        return condition_where(resource)
+    return _WHERE_BY_TYPE.get(str(rt), str(rt))
+
+
+def _first_dated(*candidates: tuple[Any, str]) -> tuple[dt.date | None, str]:
+    """The first (value, label) whose value reads as a date, as (date, label); else (None, "")."""
+    for value, label in candidates:
+        date = to_date(value)
+        if date is not None:
+            return date, label
+    return None, ""
+
+
+def dated(resource: Any) -> tuple[dt.date | None, str]:
+    """When a finding started or was observed, and what that date is (an Evidence's `date_label`):
+    onset ("since"), else effective time ("observed"), else when it was recorded or reported."""
+    rt = resource.get_resource_type()
+    if rt == "Condition":
+        return _first_dated(
+            (resource.onsetDateTime, facts.SINCE),
+            (period_start(resource.onsetPeriod), facts.SINCE),
+            (resource.recordedDate, facts.RECORDED),
+        )
     if rt == "Observation":
-        return first_date(
-            resource.effectiveDateTime,
-            period_start(resource.effectivePeriod),
-            resource.effectiveInstant,
-            resource.issued,
+        return _first_dated(
+            (resource.effectiveDateTime, facts.OBSERVED),
+            (period_start(resource.effectivePeriod), facts.OBSERVED),
+            (resource.effectiveInstant, facts.OBSERVED),
+            (resource.issued, facts.REPORTED),
         )
     if rt == "ImagingStudy":
-        return to_date(resource.started)
-    if rt == "MedicationRequest":
-        return to_date(resource.authoredOn)
+        return _first_dated((resource.started, facts.PERFORMED))
+    if rt == "DiagnosticReport":
+        return _first_dated(
+            (resource.effectiveDateTime, facts.PERFORMED),
+            (period_start(resource.effectivePeriod), facts.PERFORMED),
+            (resource.issued, facts.REPORTED),
+        )
+    if rt == "Procedure":
+        return _first_dated(
+            (resource.performedDateTime, facts.PERFORMED),
+            (period_start(resource.performedPeriod), facts.PERFORMED),
+        )
+    if rt == "Encounter":
+        return _first_dated((period_start(resource.period), facts.RECORDED))
+    if rt in ("MedicationRequest", "ServiceRequest"):
+        return _first_dated((resource.authoredOn, facts.ORDERED))
     if rt == "MedicationStatement":
-        return first_date(resource.effectiveDateTime, period_start(resource.effectivePeriod), resource.dateAsserted)
-    if rt in ("ServiceRequest",):
-        return to_date(resource.authoredOn)
-    return None
+        return _first_dated(
+            (resource.effectiveDateTime, facts.STARTED),
+            (period_start(resource.effectivePeriod), facts.STARTED),
+            (resource.dateAsserted, facts.RECORDED),
+        )
+    return None, ""
 
 
-def evidence(resource: Any, matched: str) -> Evidence:
+def clinical_date(resource: Any) -> dt.date | None:
+    """The date of `dated` alone (what the rules compare with their windows)."""
+    return dated(resource)[0]
+
+
+def evidence(resource: Any, matched: str, where: str | None = None) -> Evidence:
+    """The evidence of a fact found in `resource`; `where` overrides where it was recorded (e.g. a
+    Condition named as a visit's reason is evidence from the visit reason)."""
+    date, date_label = dated(resource)
     return Evidence(
         resource_type=resource.get_resource_type(),
         resource_id=getattr(resource, "id", None),
         matched=matched,
-        date=clinical_date(resource),
+        date=date,
+        where=where or where_recorded(resource),
+        date_label=date_label,
     )
 
 
@@ -202,9 +278,16 @@ def observation_value_texts(observation: Any) -> list[str]:
     return out
 
 
+def finding_code(resource: Any) -> Any:
+    """What names the finding: a Condition's or Observation's code, a visit's reasons for the visit."""
+    if resource.get_resource_type() == "Encounter":
+        return resource.reasonCode
+    return resource.code
+
+
 def resource_texts(resource: Any) -> list[str]:
-    """Every human-written text of a Condition or Observation that rules may read."""
-    out = texts(resource.code) + note_texts(resource)
+    """Every human-written text of a Condition, Observation or visit reason that rules may read."""
+    out = texts(finding_code(resource)) + note_texts(resource)
     if resource.get_resource_type() == "Observation":
         out += observation_value_texts(resource)
         for component in resource.component or []:

@@ -2,7 +2,9 @@
 expensive `fhir.resources` validation, so a long record (thousands of vital signs and lab results)
 costs little. It must never drop a resource a rule could use: it is a superset of the rules.
 
-Kept: every Condition, ImagingStudy and Medication (few, and read by several rules); a
+Kept: every Condition, ImagingStudy, Encounter and Medication (few, and read by several rules); a
+DiagnosticReport or Procedure coded as a spinal MRI (most of a record's reports are laboratory
+results, most of its procedures not imaging); a
 MedicationRequest / MedicationStatement whose drug could be an NSAID or opioid (or is referenced);
 an Observation that carries a code or phrase of any finding the rules know (any date), or a chief
 complaint / pain score / pain location inside the look-back window (the only rule reading those is
@@ -17,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.clinical import valuesets
+from cds_service.clinical.medications import product_codes
 from cds_service.clinical.reading import to_date, within_days
+from cds_service.clinical.spinal_imaging import spinal_mri_codes
 
 # Every element a rule reads, for the resource types that come in bulk (reading.py and the rules).
 ELEMENTS_READ = {
@@ -43,7 +47,59 @@ ELEMENTS_READ = {
         }
     ),
     "ImagingStudy": frozenset(
-        {"resourceType", "id", "status", "subject", "started", "modality", "procedureCode", "description", "series"}
+        {
+            "resourceType",
+            "id",
+            "status",
+            "subject",
+            "started",
+            "modality",
+            "procedureCode",
+            "description",
+            "series",
+            "identifier",  # identifier, basedOn and procedureReference tie one study's records together
+            "basedOn",
+            "procedureReference",
+        }
+    ),
+    # Every effective[x] / performed[x] stays, read or not (see Condition below).
+    "DiagnosticReport": frozenset(
+        {
+            "resourceType",
+            "id",
+            "status",
+            "category",
+            "code",
+            "subject",
+            "effectiveDateTime",
+            "effectivePeriod",
+            "issued",
+            "identifier",
+            "basedOn",
+            "imagingStudy",
+        }
+    ),
+    "Procedure": frozenset(
+        {
+            "resourceType",
+            "id",
+            "status",
+            "code",
+            "subject",
+            "bodySite",
+            "performedDateTime",
+            "performedPeriod",
+            "performedString",
+            "performedAge",
+            "performedRange",
+            "identifier",
+            "basedOn",
+            "report",
+        }
+    ),
+    # class is not read but required (1..1).
+    "Encounter": frozenset(
+        {"resourceType", "id", "status", "class", "subject", "period", "reasonCode", "reasonReference"}
     ),
     # Every onset[x] and abatement[x] stays, read or not: two of one kind make the resource invalid.
     "Condition": frozenset(
@@ -52,6 +108,7 @@ ELEMENTS_READ = {
             "id",
             "clinicalStatus",
             "verificationStatus",
+            "category",  # problem list or encounter diagnosis: where the evidence was recorded
             "code",
             "bodySite",
             "subject",
@@ -109,7 +166,8 @@ _NESTED_READ = (
 )
 FINDING, WINDOW = 1, 2
 _MEMO_LIMIT = 20_000
-_ALWAYS = frozenset({"Condition", "ImagingStudy", "Medication"})
+_ALWAYS = frozenset({"Condition", "ImagingStudy", "Medication", "Encounter"})
+_CODED_AS_SPINAL_MRI = frozenset({"DiagnosticReport", "Procedure"})
 _FINDING_SETS = ("multiple_sclerosis", "back_pain", "red_flags", "cord_features", "mechanical_pattern")
 _EXTRA_PHRASES = (("cord_features", "shockText"), ("mechanical_pattern", "poorResponseText"))
 
@@ -138,6 +196,7 @@ class RelevanceFilter:
     window_codes: frozenset[tuple[str, str]]  # chief complaint, pain score, pain location
     drug_codes: frozenset[tuple[str, str]]
     drug_text: valuesets.PhraseGate
+    spinal_mri_codes: frozenset[tuple[str, str]]
 
     @classmethod
     def from_value_sets(cls) -> RelevanceFilter:
@@ -159,13 +218,19 @@ class RelevanceFilter:
         }
         analgesics = valuesets.load("analgesics")
         drug_codes = {(c["system"], c["code"]) for concept in analgesics["concepts"].values() for c in concept["codes"]}
-        drug_codes |= {(p["system"], p["code"]) for p in analgesics["products"]}
+        drug_codes |= product_codes()
         drug_phrases = [t for concept in analgesics["concepts"].values() for t in concept["text"]]
         finding_text = valuesets.PhraseGate.of(phrases)
         drug_text = valuesets.PhraseGate.of(drug_phrases)
         assert finding_text is not None and drug_text is not None
         return cls(
-            frozenset(codes), tuple(sorted(prefixes)), finding_text, frozenset(window), frozenset(drug_codes), drug_text
+            frozenset(codes),
+            tuple(sorted(prefixes)),
+            finding_text,
+            frozenset(window),
+            frozenset(drug_codes),
+            drug_text,
+            spinal_mri_codes(),
         )
 
     def _has_finding_code(self, codings: list[Any]) -> bool:
@@ -291,4 +356,9 @@ class RelevanceFilter:
             return self._observation(raw, now, lookback_days, memo if memo is not None else {})
         if resource_type in ("MedicationRequest", "MedicationStatement"):
             return self._medication(raw)
+        if resource_type in _CODED_AS_SPINAL_MRI:
+            return any(
+                isinstance(c, dict) and (c.get("system"), str(c.get("code"))) in self.spinal_mri_codes
+                for c in _codings(raw.get("code"))
+            )
         return False

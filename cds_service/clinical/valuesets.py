@@ -196,6 +196,7 @@ ALL_VALUE_SETS = (
     "mechanical_pattern",
     "spinal_mri",
     "analgesics",
+    "drug_value_sets",
 )
 
 
@@ -203,3 +204,6 @@ def warm_up() -> None:
     """Load and compile every value set (at start-up, so no request pays for it)."""
     for name in ALL_VALUE_SETS:
         concepts(name)
+    from cds_service.clinical.drug_value_sets import published_products  # imports this module
+
+    published_products()

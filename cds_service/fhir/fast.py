@@ -257,6 +257,7 @@ _condition = _complex(
         "id": _id,
         "clinicalStatus": _codeable_concept,
         "verificationStatus": _codeable_concept,
+        "category": _list_of(_codeable_concept),
         "code": _codeable_concept,
         "bodySite": _list_of(_codeable_concept),
         "subject": _reference,

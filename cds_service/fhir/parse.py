@@ -36,6 +36,9 @@ ESSENTIAL_ELEMENTS: dict[str, frozenset[str]] = {
     "MedicationRequest": frozenset({"status", "medicationCodeableConcept", "medicationReference"}),
     "MedicationStatement": frozenset({"status", "medicationCodeableConcept", "medicationReference"}),
     "Medication": frozenset({"code"}),
+    "DiagnosticReport": frozenset({"status", "code", "category"}),
+    "Procedure": frozenset({"status", "code"}),
+    "Encounter": frozenset({"status"}),
 }
 _MAX_REPAIR_ROUNDS = 5
 

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from cds_service.fhir.source import DataUnavailable, ServerNotAllowed
 from cds_service.observability import CALL_SECONDS, CALLS, CARDS
 from cds_service.protocol.body import parse_json_object, read_limited_body
+from cds_service.protocol.call_url import call_base_url_set
 from cds_service.protocol.dependencies import RegistryDep, SettingsDep
 from cds_service.protocol.errors import CdsError, error_response, validation_details
 from cds_service.protocol.models import CdsRequest, DiscoveryResponse
@@ -82,7 +83,8 @@ async def call_service(service_id: str, request: Request, registry: RegistryDep,
         ) from None
 
     try:
-        response = await service.handle(cds_request, context)
+        with call_base_url_set(str(request.base_url)):
+            response = await service.handle(cds_request, context)
     except ServerNotAllowed:
         _log_call(cds_request, service_id, 403, started, reason="fhir_server_not_allowed")
         raise CdsError(

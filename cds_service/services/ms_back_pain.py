@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 
 from cds_service.cards.builder import CardContext, build_card
+from cds_service.cards.links import override_reason_display
 from cds_service.clinical.alert_fatigue import quiet_after_override
 from cds_service.clinical.decision import decide
 from cds_service.clinical.extract import extract_facts
 from cds_service.clinical.multiple_sclerosis import ms_findings
 from cds_service.clinical.relevance import RelevanceFilter
 from cds_service.gcpause import gc_paused
+from cds_service.protocol.call_url import call_base_url
 from cds_service.protocol.models import CdsRequest, CdsResponse, PatientViewContext, ServiceDescriptor
 from cds_service.protocol.service import CdsService
 from cds_service.services.deps import ServiceDeps
@@ -45,6 +47,7 @@ class MsBackPainPatientView(CdsService[PatientViewContext]):
         self._clock, self._content = deps.clock, deps.card_content
         self._relevance = RelevanceFilter.from_value_sets()
         self._rules, self._smart_app, self._memory = deps.rules, deps.smart_app, deps.memory
+        self._public_base_url = deps.public_base_url
 
     async def handle(self, request: CdsRequest, context: PatientViewContext) -> CdsResponse:
         patient_id = context.patientId
@@ -58,19 +61,25 @@ class MsBackPainPatientView(CdsService[PatientViewContext]):
         if data is None:
             return CdsResponse(cards=[])
         with gc_paused():  # the rules allocate much and free it by reference counting
-            facts = extract_facts(data.resources, now.date(), self._rules, data.medications_assessed)
+            facts = extract_facts(
+                data.resources, now.date(), self._rules, data.medications_assessed, encounter_id=context.encounterId
+            )
             decision = decide(facts)
         if self._memory is not None and decision.shows_card:
             override = await self._memory.last_override(SERVICE_ID, patient_id, now)
             if override is not None:
-                reason = (override.override_reason or {}).get("display") or (override.override_reason or {}).get("code")
+                reason = override_reason_display(self._content, override.override_reason)
                 known = [ref.reference for ref in override.red_flag_refs]
                 decision = quiet_after_override(decision, override.overridden_at, known, reason)
         card = build_card(
             decision,
             self._content,
-            CardContext(patient_id=patient_id, user_id=context.userId, now=now),
-            self._rules.lookback_days,
+            CardContext(
+                patient_id=patient_id,
+                user_id=context.userId,
+                now=now,
+                base_url=self._public_base_url or call_base_url(),
+            ),
             self._smart_app,
         )
         cards = [card] if card else []

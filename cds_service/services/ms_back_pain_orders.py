@@ -18,6 +18,7 @@ from cds_service.clinical.orders import DraftOrder, classify_order, order_reason
 from cds_service.clinical.relevance import RelevanceFilter
 from cds_service.fhir.parse import parse_resource
 from cds_service.gcpause import gc_paused
+from cds_service.protocol.call_url import call_base_url
 from cds_service.protocol.models import (
     CdsRequest,
     CdsResponse,
@@ -85,6 +86,7 @@ class _MsBackPainOrders(CdsService[ContextT]):
             deps.smart_app,
         )
         self._memory = deps.memory
+        self._public_base_url = deps.public_base_url
         self._relevance = RelevanceFilter.from_value_sets()
 
     async def _advise(
@@ -122,7 +124,12 @@ class _MsBackPainOrders(CdsService[ContextT]):
         # The selected orders' own reasons count as evidence; other drafts are context only.
         with gc_paused():  # the rules allocate much and free it by reference counting
             facts = extract_facts(
-                data.resources + reason_conds, now.date(), self._rules, data.medications_assessed, orders=targets
+                data.resources + reason_conds,
+                now.date(),
+                self._rules,
+                data.medications_assessed,
+                orders=targets,
+                encounter_id=context.encounterId,
             )
             decision = decide(facts)
         medications = {ref: model for ref, model in bundled.items() if ref.startswith("Medication/")}
@@ -131,7 +138,13 @@ class _MsBackPainOrders(CdsService[ContextT]):
         chosen = [
             by_ref[f"{t.get_resource_type()}/{t.id}"] for t in targets if f"{t.get_resource_type()}/{t.id}" in by_ref
         ]
-        ctx = CardContext(patient_id=context.patientId, user_id=context.userId, now=now)
+        ctx = CardContext(
+            patient_id=context.patientId,
+            user_id=context.userId,
+            now=now,
+            base_url=self._public_base_url or call_base_url(),
+            draft_references=frozenset(drafts),
+        )
         cards = [
             build_order_card(advice, decision, drafts[advice.order.reference][1], self._content, ctx, self._smart_app)
             for advice in advise_orders(decision, chosen, all_drafts)

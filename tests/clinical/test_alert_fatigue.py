@@ -53,7 +53,7 @@ def test_override_quiets_the_card_until_a_new_red_flag(client: TestClient) -> No
 
     second = client.post(SERVICE_URL, json=request).json()["cards"][0]
     assert second["indicator"] == "info"
-    assert "overridden on 2026-11-25 (Already evaluated)" in second["detail"]
+    assert "overridden on 25 Nov 2026 (Already evaluated)" in second["detail"]
     assert second["summary"] == first["summary"]  # same advice, shown quietly
 
     with_new_flag = copy.deepcopy(request)

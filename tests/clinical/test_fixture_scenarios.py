@@ -2,7 +2,10 @@
 
 Each fixture in fixtures/patient-view/ is the request an EHR would send; expected.json says, for each,
 the card level, whether the spinal-MRI suggestion is made (and recommended), and the evidence of
-every fact. The decision is checked twice: in the pure clinical core, and through HTTP.
+every fact. The decision is checked twice: in the pure clinical core (every prefetch key of the
+fixture read), and through HTTP for the fixtures whose prefetch keys the service declares (the keys
+of issue 14, "diagnosticReports", "procedures" and "encounter", are read over HTTP once the service
+asks for them; until then their fixtures are decided in the core only).
 """
 
 from __future__ import annotations
@@ -20,13 +23,34 @@ from tests.conftest import NOW, SERVICE_URL, expected_outcomes, load_fixture
 
 EXPECTED = expected_outcomes()
 CARD_SCENARIOS = sorted(name for name, e in EXPECTED.items() if "http_status" not in e)
+ISSUE_14_KEYS = frozenset({"diagnosticReports", "procedures", "encounter"})
+
+
+def _over_http(name: str) -> bool:
+    """The service reads every prefetch key this fixture fills."""
+    return set(load_fixture(name)["prefetch"]) <= set(prefetch_templates())
+
+
+HTTP_SCENARIOS = [name for name in CARD_SCENARIOS if _over_http(name)]
 INDICATOR = {"urgent": "critical", "cord-features": "warning", "baseline": "info"}
+REASON_TARGETS = {"Condition", "Observation", "DiagnosticReport", "DocumentReference"}  # ServiceRequest.reasonReference
+
+
+ALL_TYPES = WANTED_TYPES | {"DiagnosticReport", "Procedure", "Encounter"}
 
 
 def _facts(name: str):
     request = load_fixture(name)
-    data = read_prefetch(request["prefetch"], prefetch_templates(), request["context"]["patientId"], WANTED_TYPES)
-    return extract_facts(data.all_resources(), NOW.date())
+    context = request["context"]
+    data = read_prefetch(request["prefetch"], list(request["prefetch"]), context["patientId"], ALL_TYPES)
+    return extract_facts(data.all_resources(), NOW.date(), encounter_id=context.get("encounterId"))
+
+
+def test_only_the_keys_of_issue_14_keep_a_fixture_from_http() -> None:
+    core_only = {name for name in CARD_SCENARIOS if not _over_http(name)}
+    for name in core_only:
+        assert set(load_fixture(name)["prefetch"]) - set(prefetch_templates()) <= ISSUE_14_KEYS, name
+    assert len(HTTP_SCENARIOS) >= 30
 
 
 def _references(findings: Any) -> set[str]:
@@ -70,7 +94,7 @@ def test_facts_and_decision(name: str) -> None:
         assert decision.mri.recommended is expected["mri_recommended"]
 
 
-@pytest.mark.parametrize("name", CARD_SCENARIOS)
+@pytest.mark.parametrize("name", HTTP_SCENARIOS)
 def test_card_over_http(client, name: str) -> None:
     expected = EXPECTED[name]
     response = client.post(SERVICE_URL, json=load_fixture(name))
@@ -84,9 +108,10 @@ def test_card_over_http(client, name: str) -> None:
     assert card["indicator"] == INDICATOR[expected["level"]]
     detail = card["detail"]
     for refs in expected["evidence"].values():
-        for ref in refs:
-            assert ref in detail, f"the detail names its evidence {ref}"
-    assert ("Consider dual causes" in detail) is expected["dual_causes"]
+        for ref in refs:  # the evidence is told in clinical words (tests/cards); its ids go in the orders only
+            assert ref not in detail and ref.split("/")[1] not in detail, f"the detail names no FHIR id ({ref})"
+    # dual causes are management advice: never on the critical card
+    assert ("Consider dual causes" in detail) is (expected["dual_causes"] and expected["level"] != "urgent")
     suggestions = card.get("suggestions") or []
     assert bool(suggestions) is expected["mri_suggestion"]
     if suggestions:
@@ -102,10 +127,12 @@ def test_card_over_http(client, name: str) -> None:
             assert order["subject"]["reference"] == "Patient/" + load_fixture(name)["context"]["patientId"]
             assert order["requester"] == {"reference": "Practitioner/example-neurologist"}
             reasons = {r["reference"] for r in order["reasonReference"]}
-            assert set(expected["evidence"]["ms"]) <= reasons and set(expected["evidence"]["back_pain"]) <= reasons
+            # R4 allows only these targets: the visit's reason (an Encounter) is named in reasonCode instead.
+            evidence = set(expected["evidence"]["ms"]) | set(expected["evidence"]["back_pain"])
+            assert {ref for ref in evidence if ref.split("/")[0] in REASON_TARGETS} <= reasons
+            assert {ref.split("/")[0] for ref in reasons} <= REASON_TARGETS
     else:
-        for ref in expected["evidence"]["recent_spinal_mri"]:
-            assert "Review the recent MRI" in detail and ref in detail
+        assert expected["evidence"]["recent_spinal_mri"] and "Review the recent MRI" in detail
 
 
 @pytest.mark.parametrize("name", sorted(n for n, e in EXPECTED.items() if "http_status" in e))
@@ -122,7 +149,10 @@ def test_relevance_filter_changes_no_fact(name: str) -> None:
 
     request = load_fixture(name)
     relevance = RelevanceFilter.from_value_sets()
-    keys, pid = prefetch_templates(), request["context"]["patientId"]
-    everything = read_prefetch(request["prefetch"], keys, pid, WANTED_TYPES)
-    kept = read_prefetch(request["prefetch"], keys, pid, WANTED_TYPES, select=relevance.selector(NOW.date(), 90))
-    assert extract_facts(kept.all_resources(), NOW.date()) == extract_facts(everything.all_resources(), NOW.date())
+    keys, pid = list(request["prefetch"]), request["context"]["patientId"]
+    encounter_id = request["context"].get("encounterId")
+    everything = read_prefetch(request["prefetch"], keys, pid, ALL_TYPES)
+    kept = read_prefetch(request["prefetch"], keys, pid, ALL_TYPES, select=relevance.selector(NOW.date(), 90))
+    assert extract_facts(kept.all_resources(), NOW.date(), encounter_id=encounter_id) == extract_facts(
+        everything.all_resources(), NOW.date(), encounter_id=encounter_id
+    )

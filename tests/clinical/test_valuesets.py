@@ -30,6 +30,7 @@ def _all_codes() -> list[tuple[str, str, str]]:
             out += [(f"{name}.{key}", c["system"], c["code"]) for c in concept.get("codes", [])]
         out += [(f"{name}.procedures", p["system"], p["code"]) for p in doc.get("procedures", [])]
         out += [(f"{name}.modality", c["system"], c["code"]) for c in doc.get("modality", [])]
+        out += [(f"{name}.reportTitles", c["system"], c["code"]) for c in doc.get("reportTitles", [])]
         for region, codes in doc.get("orderable", {}).items():
             out += [(f"{name}.orderable.{region}", c["system"], c["code"]) for c in codes]
     return out
@@ -105,3 +106,22 @@ def test_rxnorm_products_are_the_ones_terminology_md_cites() -> None:
         assert product["code"] in section, product
         for ingredient in product["ingredients"]:
             assert nsaid.search(ingredient) or opioid.search(ingredient), ingredient
+
+
+def test_radiology_report_categories_come_from_published_sources() -> None:
+    """LOINC LP29684-5 from the published US Core category value set; HL7 v2-0074 RAD and NMR (SOURCES.md 7)
+    and "MR", which RULES.md 1 names for v2-0074 (the table itself calls magnetic resonance NMR)."""
+    us_core = json.loads((SHARED / "clinical" / "valuesets" / "us-core-diagnosticreport-category.json").read_text())
+    radiology = {
+        (include["system"], concept["code"])
+        for include in us_core["compose"]["include"]
+        for concept in include["concept"]
+        if concept["display"] == "Radiology"
+    }
+    v2 = "http://terminology.hl7.org/CodeSystem/v2-0074"
+    named = radiology | {(v2, "RAD"), (v2, "NMR"), (v2, "MR")}
+    categories = {(c["system"], c["code"]) for c in valuesets.load("spinal_mri")["radiologyReportCategories"]}
+    assert categories == named
+    assert ("http://loinc.org", "LP29684-5") in categories
+    rules = (SHARED / "clinical" / "RULES.md").read_text()
+    assert "LP29684-5" in rules and "v2-0074 RAD / MR" in rules

@@ -62,18 +62,13 @@ def test_chart_text_cannot_inject_markdown_into_the_card(client: TestClient) -> 
     link, emphasis, a heading, a table or HTML to the card the clinician reads."""
     body = copy.deepcopy(load_fixture("baseline-chief-complaint-narrative"))
     complaint = body["prefetch"]["observations"]["entry"][0]["resource"]
-    complaint["valueString"] = (
-        "Neck and upper back pain\n# **URGENT** [order](https://evil.example) <b>x</b> | a_b `c` \\"
-    )
+    complaint["valueString"] = "Back pain\n# **U** [o](https://e.x) <b> | a_b `c` \\"
     response = client.post(SERVICE_URL, json=body)
     assert response.status_code == 200, response.text
     detail = response.json()["cards"][0]["detail"]
-    quoted = next(line for line in detail.splitlines() if "Neck and upper back pain" in line)
-    assert (
-        "Neck and upper back pain \\# \\*\\*URGENT\\*\\* \\[order\\](https://evil.example) \\<b\\>x\\</b\\> \\| a\\_b \\`c\\` \\\\"
-        in quoted
-    )
-    assert "](https://evil.example)" not in detail.replace("\\]", "")
+    quoted = next(line for line in detail.splitlines() if "Back pain" in line)
+    assert "Back pain \\# \\*\\*U\\*\\* \\[o\\](https://e.x) \\<b\\> \\| a\\_b \\`c\\` \\\\ (" in quoted
+    assert "](https://e.x)" not in detail.replace("\\]", "")
 
 
 # --- tolerant reading ------------------------------------------------------------------------------
@@ -190,7 +185,7 @@ def test_missing_medications_still_decides_and_says_so(client: TestClient) -> No
     body["prefetch"].pop("medications")
     response = client.post(SERVICE_URL, json=body)
     assert response.status_code == 200
-    assert "medication list was not available" in response.json()["cards"][0]["detail"]
+    assert "Medication list not available: response to NSAIDs not assessed." in response.json()["cards"][0]["detail"]
 
 
 # --- bad input: a JSON 4xx naming the problem -------------------------------------------------------

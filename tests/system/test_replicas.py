@@ -525,7 +525,7 @@ def test_c_override_recorded_through_b_downgrades_the_card_on_a(cluster: Cluster
 
             on_a = await patient_view(http, cluster.a, request)
             assert on_a["indicator"] == "info"
-            assert "overridden on 2026-11-25 (Already evaluated)" in on_a["detail"]
+            assert "overridden on 25 Nov 2026 (Already evaluated)" in on_a["detail"]
             assert on_a["summary"] == first["summary"]
             on_b = await patient_view(http, cluster.b, request)
             assert on_b["indicator"] == "info"
