@@ -22,9 +22,11 @@ from cds_service.fhir.client import FhirSearchClient
 from cds_service.fhir.source import MissingDataFetcher, NoFhirServerFetcher
 from cds_service.guidance.routes import guidance_router
 from cds_service.logs import configure_logging
+from cds_service.protocol.client_io import BodyReadDeadline, install_client_disconnect_handler
 from cds_service.protocol.docs import install_offline_docs
 from cds_service.protocol.errors import install_error_handlers
 from cds_service.protocol.http_security import install_http_security
+from cds_service.protocol.load_shedding import LoadShedding
 from cds_service.protocol.openapi import install_openapi
 from cds_service.protocol.routes import router as hook_router
 from cds_service.protocol.service import ServiceRegistry
@@ -35,7 +37,7 @@ from cds_service.services.card_memory import CardMemory
 from cds_service.services.deps import ServiceDeps
 from cds_service.services.ms_back_pain import MsBackPainPatientView
 from cds_service.services.ms_back_pain_orders import MsBackPainOrderSelect, MsBackPainOrderSign
-from cds_service.settings import Settings
+from cds_service.settings import Settings, load_settings
 from cds_service.storage.settings import StorageSettings
 
 
@@ -56,8 +58,8 @@ def create_app(
     Client authentication (CDS Hooks JWTs) is required unless `auth` (or CDS_AUTH_MODE=disabled in
     the environment) says otherwise; `install_auth=False` leaves it to the caller.
     """
-    settings = settings or Settings()
-    auth = auth or AuthSettings()
+    settings = settings or load_settings(Settings)
+    auth = auth or load_settings(AuthSettings)
     configure_logging(settings.log_level)
     valuesets.warm_up()
     orders.warm_up()
@@ -69,7 +71,11 @@ def create_app(
         )
         closers.append(http.aclose)
         fetcher = FhirSearchClient(
-            http, settings.fhir_server_allowlist, settings.fhir_deadline_seconds, settings.fhir_max_resources
+            http,
+            settings.fhir_server_allowlist,
+            settings.fhir_deadline_seconds,
+            settings.fhir_max_resources,
+            max_page_bytes=settings.fhir_max_page_bytes,
         )
 
     runtime: Runtime
@@ -92,7 +98,9 @@ def create_app(
         settings.redis_url.get_secret_value() if settings.redis_url else None,
         runtime.current_storage,
         key_prefix=settings.redis_key_prefix,
+        timeout_seconds=settings.redis_timeout_seconds,
     )
+    runtime.replay_cache = replay_cache
 
     async def close_replay() -> None:
         await close_replay_cache(replay_cache)
@@ -110,12 +118,18 @@ def create_app(
     install_offline_docs(app)
     install_openapi(app)
     install_error_handlers(app)
+    install_client_disconnect_handler(app)
     app.include_router(hook_router)
     app.include_router(feedback_router)
     app.include_router(observability.router)
     app.include_router(guidance_router(load_guidance_content(settings.cards_dir), deps.card_content))
+    app.add_middleware(BodyReadDeadline, timeout=settings.body_read_timeout_seconds)
     if install_auth:
         install_client_auth(app, auth, replay_cache=replay_cache)
+    # Outside authentication: an overloaded worker refuses at once, before verifying any token.
+    app.add_middleware(
+        LoadShedding, max_in_flight=settings.max_in_flight_calls, retry_after_seconds=settings.shed_retry_after_seconds
+    )
     install_http_security(app, settings.cors_allow_origins)
     return app
 

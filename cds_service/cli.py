@@ -1,16 +1,33 @@
-"""`cds-service serve`: run the service with uvicorn (no external server needed)."""
+"""`cds-service serve`: run the service with uvicorn (no external server needed).
+
+Slow or idle clients are bounded here: every connection must send a complete request head within
+`--header-timeout-seconds` (protocol/connections.py), an idle keep-alive connection is closed after
+`--keep-alive-seconds`, request heads are limited to `--max-header-bytes` (h11), the process may hold
+at most `--max-connections` connections (more get 503 from uvicorn), and its file-descriptor limit
+is raised to the hard limit so that many idle connections cannot starve `accept()`. Bodies are
+bounded by CDS_BODY_READ_TIMEOUT_SECONDS and in-flight calls by CDS_MAX_IN_FLIGHT_CALLS (app.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
+import sys
 import tempfile
+from typing import Any
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from cds_service import __version__
+from cds_service.protocol.connections import DEFAULT_HEADER_READ_TIMEOUT_SECONDS, BoundedH11Protocol
+
+# A client JWT may be 16 KiB (security/jwt_auth.py MAX_TOKEN_CHARS): h11's default of 16 KiB for a
+# whole request head would refuse it.
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_MAX_CONNECTIONS = 2000
 
 
 class ServeConfig(uvicorn.Config):
@@ -21,7 +38,15 @@ class ServeConfig(uvicorn.Config):
     TCP_NODELAY only on sockets that say IPPROTO_TCP: Nagle's algorithm then holds the body of
     every keep-alive response until the client's delayed ACK, about 40 ms on Linux
     (uvicorn issue #3149). One worker is not affected: asyncio binds that socket itself.
+
+    `header_read_timeout`: read by `BoundedH11Protocol` (the protocol class it installs).
     """
+
+    def __init__(self, *args: Any, header_read_timeout: float = DEFAULT_HEADER_READ_TIMEOUT_SECONDS, **kwargs: Any):
+        kwargs.setdefault("http", BoundedH11Protocol)
+        kwargs.setdefault("h11_max_incomplete_event_size", DEFAULT_MAX_HEADER_BYTES)
+        super().__init__(*args, **kwargs)
+        self.header_read_timeout = header_read_timeout
 
     def bind_socket(self) -> socket.socket:
         sock = super().bind_socket()
@@ -31,8 +56,37 @@ class ServeConfig(uvicorn.Config):
         return sock
 
 
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (inherited by the workers)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def check_configuration() -> str | None:
+    """Read every settings class once; the message of the first configuration error, or None."""
+    from cds_service.security.settings import AuthSettings
+    from cds_service.settings import ConfigurationError, Settings, load_settings
+    from cds_service.storage.settings import StorageSettings
+
+    try:
+        for cls in (Settings, StorageSettings, AuthSettings):
+            load_settings(cls)
+    except ConfigurationError as exc:
+        return str(exc)
+    return None
+
+
 def serve(config: ServeConfig) -> None:
     """Run `config` as `uvicorn.run` would: one process, or a supervisor of `config.workers` workers."""
+    raise_open_file_limit()
     if config.workers > 1:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
@@ -42,9 +96,10 @@ def serve(config: ServeConfig) -> None:
 def _migrate_once_for_all_workers() -> None:
     """Several workers would each migrate the same database at start-up (SQLite has no lock to
     serialise them): do it once here, and tell the workers not to."""
+    from cds_service.settings import load_settings
     from cds_service.storage.settings import StorageSettings
 
-    if StorageSettings().migrate_on_startup:
+    if load_settings(StorageSettings).migrate_on_startup:
         from cds_service.storage.migrations import upgrade_database
 
         upgrade_database()
@@ -69,6 +124,25 @@ def main(argv: list[str] | None = None) -> None:
         help="close idle keep-alive connections after this long (default 5; behind a load balancer, "
         "set it longer than the balancer's idle timeout)",
     )
+    serve_cmd.add_argument(
+        "--header-timeout-seconds",
+        type=float,
+        default=DEFAULT_HEADER_READ_TIMEOUT_SECONDS,
+        help="close a connection that has not sent a complete request head this long after opening, or after "
+        "its previous response (default %(default)s)",
+    )
+    serve_cmd.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=DEFAULT_MAX_HEADER_BYTES,
+        help="largest request head accepted (default %(default)s)",
+    )
+    serve_cmd.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="open connections per worker beyond which requests get 503 (default %(default)s)",
+    )
     serve_cmd.add_argument("--log-level", default="info")
     serve_cmd.add_argument(
         "--no-access-log",
@@ -78,6 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     sub.add_parser("migrate", help="create or upgrade the database schema (CDS_DATABASE_URL), then exit")
     args = parser.parse_args(argv)
+    problem = check_configuration()
+    if problem is not None:  # names the CDS_* variable, never its value
+        print(f"cds-service: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     if args.command == "migrate":
         from cds_service.storage.migrations import upgrade_database
 
@@ -99,6 +177,9 @@ def main(argv: list[str] | None = None) -> None:
                 access_log=args.access_log,
                 timeout_keep_alive=args.keep_alive_seconds,
                 timeout_graceful_shutdown=args.graceful_seconds,
+                header_read_timeout=args.header_timeout_seconds,
+                h11_max_incomplete_event_size=args.max_header_bytes,
+                limit_concurrency=args.max_connections,
             )
         )
 

@@ -1,5 +1,5 @@
-"""Health, readiness and Prometheus metrics. No patient data in any label: services, outcomes,
-indicators and failure kinds only.
+"""Health, readiness and Prometheus metrics (defined in metrics.py). No patient data in any label:
+services, outcomes, indicators and failure kinds only.
 
 With several worker processes, set PROMETHEUS_MULTIPROC_DIR (an empty, writable folder) so that
 `/metrics` adds up every worker of the pod (prometheus-client's multiprocess mode).
@@ -11,24 +11,37 @@ import os
 
 import orjson
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from sqlalchemy import text
 
 from cds_service.clinical import valuesets
-from cds_service.protocol.dependencies import StorageDep
-
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-CALLS = Counter("cds_calls_total", "CDS service calls", ["service", "status"])
-CALL_SECONDS = Histogram(
-    "cds_call_duration_seconds", "CDS service call latency", ["service", "status"], buckets=_LATENCY_BUCKETS
+from cds_service.metrics import (  # re-exported: the metrics' historical home
+    AUTH_REFUSALS,
+    CALL_SECONDS,
+    CALLS,
+    CARDS,
+    FEEDBACK,
+    FHIR_READ_SECONDS,
+    FHIR_READS,
+    STORAGE_FALLBACKS,
 )
-CARDS = Counter("cds_cards_total", "Cards returned", ["service", "indicator"])
-FHIR_READS = Counter("cds_fhir_reads_total", "Reads from EHR FHIR servers", ["outcome"])
-FHIR_READ_SECONDS = Histogram(
-    "cds_fhir_read_duration_seconds", "FHIR read latency", ["outcome"], buckets=_LATENCY_BUCKETS
-)
-FEEDBACK = Counter("cds_feedback_total", "Feedback entries received", ["service", "outcome"])
+from cds_service.protocol.dependencies import RuntimeDep
+from cds_service.security.replay_shared import DatabaseReplayCache
+from cds_service.storage.db import Storage, bounded
+
+__all__ = [
+    "AUTH_REFUSALS",
+    "CALLS",
+    "CALL_SECONDS",
+    "CARDS",
+    "FEEDBACK",
+    "FHIR_READS",
+    "FHIR_READ_SECONDS",
+    "STORAGE_FALLBACKS",
+    "router",
+]
+
+READINESS_DB_TIMEOUT_SECONDS = 1.0
 
 router = APIRouter()
 
@@ -40,24 +53,45 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", include_in_schema=False)
-async def readyz(storage: StorageDep) -> Response:
-    """Ready for traffic: value sets loaded and the database reachable."""
+async def readyz(runtime: RuntimeDep) -> Response:
+    """Ready = can serve cards. 200 `ready`, 200 `degraded` (cards are served, but something optional
+    is down: the database behind the alert-fatigue memory and feedback), or 503 `not ready` (value
+    sets not loaded, the app not started, or client authentication required and its shared replay
+    cache unreachable). Every check is bounded in time: a frozen dependency never holds the probe.
+    """
     checks: dict[str, str] = {"valueSets": "ok" if valuesets.concepts.cache_info().currsize else "not loaded"}
-    if storage is None:
-        checks["database"] = "not open"
-    else:
-        try:
-            async with storage.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            checks["database"] = f"unreachable ({type(exc).__name__})"
-    ready = all(v == "ok" for v in checks.values())
+    checks["database"] = await _database_state(runtime.storage)
+    # The database is optional for cards, but `not open` means the app has not started (or is stopping).
+    ready = checks["valueSets"] == "ok" and runtime.storage is not None
+    replay = runtime.replay_cache
+    if runtime.client_authenticator is not None and replay is not None:
+        if isinstance(replay, DatabaseReplayCache):  # the database is then required after all
+            checks["replayCache"] = checks["database"]
+        else:
+            check = getattr(replay, "check", None)
+            checks["replayCache"] = await check() if check is not None else "ok"
+        ready = ready and checks["replayCache"] == "ok"
+    status = "not ready" if not ready else "ready" if all(v == "ok" for v in checks.values()) else "degraded"
     return Response(
-        orjson.dumps({"status": "ready" if ready else "not ready", "checks": checks}),
+        orjson.dumps({"status": status, "checks": checks}),
         status_code=200 if ready else 503,
         media_type="application/json",
     )
+
+
+async def _database_state(storage: Storage | None) -> str:
+    if storage is None:
+        return "not open"
+
+    async def select_one() -> None:
+        async with storage.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    try:
+        await bounded(select_one, READINESS_DB_TIMEOUT_SECONDS)
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means unreachable
+        return f"unreachable ({type(exc).__name__})"
 
 
 @router.get("/metrics", include_in_schema=False)

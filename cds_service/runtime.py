@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp
 
 from cds_service.gcpause import freeze_start_up_objects
+from cds_service.protocol.connections import install_loop_error_filter
 from cds_service.protocol.service import ServiceRegistry
 from cds_service.services.card_memory import CardMemory
 from cds_service.settings import Settings
@@ -25,9 +26,11 @@ from cds_service.storage.settings import StorageSettings
 
 if TYPE_CHECKING:
     from cds_service.security.jwt_auth import ClientAuthenticator
+    from cds_service.security.replay import ReplayCache
     from cds_service.security.settings import AuthSettings
 
 Closer = Callable[[], Awaitable[object]]
+SHUTDOWN_FLUSH_SECONDS = 5.0
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Runtime:
     storage: Storage | None = None
     client_auth_settings: AuthSettings | None = None  # set by security.install_client_auth
     client_authenticator: ClientAuthenticator | None = None  # None: authentication disabled
+    replay_cache: ReplayCache | None = None  # the shared JWT replay cache (readiness checks it)
     _closers: list[Closer] = field(default_factory=list)
 
     def close_at_shutdown(self, closer: Closer) -> None:
@@ -58,7 +62,9 @@ class Runtime:
             stack.push_async_callback(self._close_storage)
             for closer in self._closers:
                 stack.push_async_callback(closer)
-            stack.push_async_callback(self.card_memory.flush)  # first at shutdown
+            # First at shutdown: the issued cards still queued, within a bound.
+            stack.push_async_callback(self.card_memory.flush, SHUTDOWN_FLUSH_SECONDS)
+            install_loop_error_filter()
             if self.settings.gc_freeze_at_startup:
                 freeze_start_up_objects()
             yield

@@ -32,6 +32,7 @@ from cds_service.observability import FEEDBACK
 from cds_service.protocol.body import parse_json_object, read_limited_body
 from cds_service.protocol.dependencies import CardMemoryDep, RegistryDep, SettingsDep, StorageDep
 from cds_service.protocol.errors import CdsError, validation_details
+from cds_service.storage.db import bounded
 from cds_service.storage.repository import FeedbackRecord, record_feedback
 
 log = logging.getLogger("cds_service.feedback")
@@ -81,10 +82,13 @@ async def post_feedback(
         raise CdsError(
             503, "storage_unavailable", "Feedback cannot be stored at the moment; please send it again later."
         )
-    await memory.flush()  # cards this process issued but has not written yet: write them first
+    await memory.flush()  # cards this process queued before this post: written first (bounded wait)
     try:
-        result = await record_feedback(storage, service_id, [_record(item) for item in feedback.feedback])
-    except (DBAPIError, PoolTimeoutError, OSError) as exc:
+        records = [_record(item) for item in feedback.feedback]
+        result = await bounded(
+            lambda: record_feedback(storage, service_id, records), storage.settings.db_write_timeout_seconds
+        )
+    except (DBAPIError, PoolTimeoutError, OSError) as exc:  # OSError includes TimeoutError (bounded)
         log.error("feedback service=%s outcome=503 storage error %s", service_id, type(exc).__name__)
         raise CdsError(
             503, "storage_unavailable", "Feedback cannot be stored at the moment; please send it again later."

@@ -3,6 +3,12 @@
 * The same searches as the prefetch templates, run concurrently, under one overall deadline.
 * Bundle `next` links are followed up to a page and resource cap; a link that leaves the server's
   base URL, or repeats, ends that search as a failure (never sends the token elsewhere).
+* Each answer is streamed and read only up to `max_page_bytes` (after decompression): a larger page
+  ends that search as a failure as soon as the cap is passed, and is never held whole. The resource
+  cap is applied to each page as it is read, not only between pages. The overall deadline covers the
+  whole call, parsing included; the byte cap bounds how long parsing one page can hold the event
+  loop (orjson holds the GIL, so a thread would not help: 8 MB of FHIR JSON took 0.24 s on the
+  2-core development machine, hence the 4 MB default, CDS_FHIR_MAX_PAGE_BYTES).
 * A search the server refuses for its form (HTTP 400 / 422, or a 403 that is not about the token,
   with an OperationOutcome that is not "not-supported": e.g. Epic's answer to an Observation search
   with neither category nor code) is sent once more in the narrower form the prefetch policy declares for it
@@ -25,7 +31,7 @@ import httpx
 import orjson
 
 from cds_service.fhir.source import DataUnavailable, ServerNotAllowed
-from cds_service.observability import FHIR_READ_SECONDS, FHIR_READS
+from cds_service.metrics import FHIR_READ_SECONDS, FHIR_READS
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,7 @@ class FhirSearchClient:
         deadline_seconds: float = 1.5,
         max_resources: int = 5000,
         max_pages: int = 20,
+        max_page_bytes: int = 4 * 1024 * 1024,
     ):
         self._http = http
         self._allowed = [normalise_base(s) for s in allowed_servers if "://" in s]
@@ -53,6 +60,7 @@ class FhirSearchClient:
         self._deadline = deadline_seconds
         self._max_resources = max_resources
         self._max_pages = max_pages
+        self._max_page_bytes = max_page_bytes
 
     def is_allowed(self, fhir_server: str) -> bool:
         base = normalise_base(fhir_server)
@@ -146,14 +154,17 @@ class FhirSearchClient:
                 raise _SearchFailed("paging looped back to a page already read")
             if not url.startswith(base):
                 raise _SearchFailed("a paging link pointed outside the FHIR server")
-            if pages >= self._max_pages or len(entries) > self._max_resources:
+            if pages >= self._max_pages:
                 raise _SearchFailed("more results than the service reads (page or resource cap)")
             seen.add(url)
             pages += 1
             bundle = await self._get(url, headers, single=not query.count("?"))
             if bundle.get("resourceType") != "Bundle":
                 return bundle  # a read (e.g. Patient/123) returns the resource itself
-            entries += [e for e in bundle.get("entry") or [] if isinstance(e, dict)]
+            page_entries = bundle.get("entry") or []
+            if not isinstance(page_entries, list) or len(entries) + len(page_entries) > self._max_resources:
+                raise _SearchFailed("more results than the service reads (page or resource cap)")
+            entries += [e for e in page_entries if isinstance(e, dict)]
             url = next(
                 (
                     link.get("url")
@@ -181,23 +192,25 @@ class FhirSearchClient:
 
     async def _read(self, url: str, headers: dict[str, str], single: bool) -> dict[str, Any]:
         try:
-            response = await self._http.get(url, headers=headers, follow_redirects=False)
+            async with self._http.stream("GET", url, headers=headers, follow_redirects=False) as response:
+                if response.status_code in (400, 403, 422) and await self._refuses_search(response):
+                    raise _Refused(response.status_code)
+                if response.status_code in (401, 403):
+                    raise _SearchFailed(
+                        f"the FHIR server refused the access token (HTTP {response.status_code})", "unauthorized"
+                    )
+                if response.status_code != 200:
+                    raise _SearchFailed(f"the FHIR server answered HTTP {response.status_code}", "http_error")
+                content = await self._read_capped(response)
         except httpx.TimeoutException:
             raise _SearchFailed("the FHIR server timed out", "timeout") from None
         except httpx.HTTPError as exc:
             raise _SearchFailed(f"could not reach the FHIR server ({type(exc).__name__})", "connection") from None
-        if response.status_code in (400, 403, 422) and _refuses_search(response):
-            raise _Refused(response.status_code)
-        if response.status_code in (401, 403):
-            raise _SearchFailed(
-                f"the FHIR server refused the access token (HTTP {response.status_code})", "unauthorized"
-            )
-        if response.status_code != 200:
-            raise _SearchFailed(f"the FHIR server answered HTTP {response.status_code}", "http_error")
         try:
-            body = orjson.loads(response.content)
+            body = orjson.loads(content)
         except orjson.JSONDecodeError:
             raise _SearchFailed("the FHIR server's answer is not JSON", "invalid_body") from None
+        del content
         if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
             raise _SearchFailed("the FHIR server's answer is not a FHIR resource", "invalid_body")
         if body["resourceType"] == "OperationOutcome":
@@ -205,6 +218,31 @@ class FhirSearchClient:
         if not single and body["resourceType"] != "Bundle":
             raise _SearchFailed("the FHIR server's search answer is not a Bundle", "invalid_body")
         return body
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        """The (decompressed) body, or a failure as soon as it passes `max_page_bytes`."""
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_page_bytes:  # (compressed: larger still once decoded)
+            raise _SearchFailed(self._too_large(), "too_large")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self._max_page_bytes:
+                raise _SearchFailed(self._too_large(), "too_large")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _refuses_search(self, response: httpx.Response) -> bool:
+        """Whether this 400 / 403 / 422 refuses the search's form (read within the byte cap)."""
+        try:
+            content = await self._read_capped(response)
+        except _SearchFailed:
+            return False
+        return _refuses_search(response.status_code, content)
+
+    def _too_large(self) -> str:
+        return f"a FHIR answer page is larger than the service reads ({self._max_page_bytes} bytes)"
 
 
 # OperationOutcome issue types that a narrower form of the same search cannot answer: the caller's
@@ -214,12 +252,12 @@ _NOT_THE_SEARCH_FORM = frozenset(
 )
 
 
-def _refuses_search(response: httpx.Response) -> bool:
+def _refuses_search(status: int, content: bytes) -> bool:
     """True when the answer refuses the form of the search (e.g. a required parameter missing), not
     the token nor the resource type: an OperationOutcome with a 400 / 422, or with a 403 that names
     its issues, none of them an access or not-supported issue."""
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(content)
     except orjson.JSONDecodeError:
         return False
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
@@ -228,7 +266,7 @@ def _refuses_search(response: httpx.Response) -> bool:
     codes = {i.get("code") for i in issues if isinstance(i, dict)} if isinstance(issues, list) else set()
     if codes & _NOT_THE_SEARCH_FORM:
         return False
-    return bool(codes) or response.status_code != 403
+    return bool(codes) or status != 403
 
 
 class _SearchFailed(Exception):

@@ -10,7 +10,12 @@ is unset, the request's own base URL (scheme + Host header + root path). For fee
 URL is expected (CDS Hooks: the aud is the service endpoint); the feedback URL is accepted too.
 
 Every refusal is the same 401: `{"error": "unauthorized", "message": "Client authentication
-failed."}` with `WWW-Authenticate: Bearer`. The reason is logged, never sent.
+failed."}` with `WWW-Authenticate: Bearer`. The reason is logged and counted
+(`cds_auth_refusals_total{status="401", reason=...}`, a fixed code), never sent.
+
+When the shared replay store (Redis, or the database table) cannot answer, a valid token can be
+neither accepted (it might be a replay) nor refused (the client did nothing wrong): the answer is
+503 `{"error": "replay_store_unavailable", ...}` with `Retry-After`, so the EHR tries again.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cds_service.metrics import AUTH_REFUSALS
 from cds_service.runtime import runtime_of
 from cds_service.security.jwks import JwksKeyStore
 from cds_service.security.jwt_auth import AuthenticationFailed, ClientAuthenticator
-from cds_service.security.replay import InMemoryReplayCache, ReplayCache
+from cds_service.security.replay import InMemoryReplayCache, ReplayCache, ReplayStoreUnavailable
 from cds_service.security.settings import AuthSettings
 
 log = logging.getLogger("cds_service.security")
@@ -37,10 +43,20 @@ log = logging.getLogger("cds_service.security")
 SERVICES_PREFIX = "/cds-services/"
 UNAUTHORIZED_BODY = {"error": "unauthorized", "message": "Client authentication failed."}
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"}
+REPLAY_STORE_UNAVAILABLE_BODY = {
+    "error": "replay_store_unavailable",
+    "message": "Client authentication cannot be completed at the moment; send the call again shortly.",
+}
+RETRY_AFTER_SECONDS = 1
 
 
 def unauthorized_response() -> JSONResponse:
     return JSONResponse(UNAUTHORIZED_BODY, status_code=401, headers=UNAUTHORIZED_HEADERS)
+
+
+def replay_store_unavailable_response() -> JSONResponse:
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
+    return JSONResponse(REPLAY_STORE_UNAVAILABLE_BODY, status_code=503, headers=headers)
 
 
 def expected_audiences(scope: Scope, public_base_url: str | None) -> list[str] | None:
@@ -89,8 +105,17 @@ class ClientAuthMiddleware:
                 raise AuthenticationFailed("several_authorization_headers")
             identity = await self.authenticator.verify(values[0] if values else None, audiences)
         except AuthenticationFailed as exc:
+            AUTH_REFUSALS.labels("401", exc.reason).inc()
             log.warning("client authentication failed: reason=%s method=%s", exc.reason, scope.get("method"))
             await unauthorized_response()(scope, receive, send)
+            return
+        except ReplayStoreUnavailable as exc:
+            AUTH_REFUSALS.labels("503", "replay_store_unavailable").inc()
+            log.warning(
+                "client authentication: replay store unavailable",
+                extra={"reason": str(exc)[:80], "status": 503},
+            )
+            await replay_store_unavailable_response()(scope, receive, send)
             return
         log.debug("client authenticated: iss=%s kid=%s", identity.iss, identity.kid)
         scope.setdefault("state", {})["client_identity"] = identity  # request.state.client_identity

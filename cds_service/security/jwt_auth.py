@@ -24,7 +24,7 @@ import jwt
 from jwt import PyJWK
 
 from cds_service.security.jwks import JkuNotAllowed, JwksKeyStore, KeySetUnavailable
-from cds_service.security.replay import ReplayCache
+from cds_service.security.replay import ReplayCache, ReplayStoreUnavailable
 from cds_service.security.settings import AuthSettings
 
 log = logging.getLogger("cds_service.security")
@@ -95,8 +95,8 @@ class ClientAuthenticator:
         audiences = [audience] if isinstance(audience, str) else list(audience)
         try:
             return await self._verify(authorization_header, audiences)
-        except AuthenticationFailed:
-            raise
+        except (AuthenticationFailed, ReplayStoreUnavailable):
+            raise  # ReplayStoreUnavailable: neither accepted nor refused (the caller answers 503)
         except Exception as exc:  # fail closed, whatever broke
             log.error("client authentication error: %s", type(exc).__name__)
             raise AuthenticationFailed("internal_error") from None

@@ -15,6 +15,11 @@ from typing import Protocol
 log = logging.getLogger("cds_service.security")
 
 
+class ReplayStoreUnavailable(RuntimeError):
+    """The shared replay store cannot be used (not open, unreachable, or too slow): the call can be
+    neither accepted nor refused as a client fault, so it is answered 503 (security/dependency.py)."""
+
+
 class ReplayCache(Protocol):
     async def first_use(self, jti: str, iss: str, expires_at: float) -> bool:
         """Record (iss, jti) until `expires_at` (epoch seconds); True only the first time it is seen."""

@@ -15,11 +15,15 @@ read-then-write race:
 `replay_cache_from_settings(redis_url, storage_provider)` picks Redis when a URL is configured,
 else the database, else the per-process in-memory cache.
 
-Any failure of the shared store raises: the authenticator then refuses the call (fails closed).
+Any failure of the shared store, or no answer within its bound (Redis: connect and read timeouts of
+`socket_timeout` each, one retry, the whole check within twice that; database: 5 s at most),
+raises `ReplayStoreUnavailable`: the call is then answered 503 with Retry-After (never accepted,
+and never a 401, which would tell a valid client its token is wrong). `check()` tells readiness.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -30,11 +34,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from cds_service.security.replay import InMemoryReplayCache, ReplayCache
+from cds_service.security.replay import InMemoryReplayCache, ReplayCache, ReplayStoreUnavailable
+from cds_service.storage.db import bounded
 from cds_service.storage.replay_model import SeenJti
 
 if TYPE_CHECKING:
@@ -48,8 +53,7 @@ CLEANUP_INTERVAL_SECONDS = 60.0
 MIN_TTL_MS = 1000
 
 
-class ReplayStoreUnavailable(RuntimeError):
-    """The shared replay store cannot be used (not configured yet, or not open)."""
+__all__ = ["DatabaseReplayCache", "RedisReplayCache", "ReplayStoreUnavailable", "replay_cache_from_settings"]
 
 
 def _key_digest(iss: str, jti: str) -> str:
@@ -73,25 +77,36 @@ class RedisReplayCache:
         *,
         clock: Callable[[], float] = time.time,
         client: Any | None = None,
-        socket_timeout: float = 2.0,
+        socket_timeout: float = 1.0,
     ):
         if client is None:
             import redis.asyncio as aioredis  # imported here: only deployments with Redis need it
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
 
             client = aioredis.Redis.from_url(
                 redis_url,
                 socket_timeout=socket_timeout,
                 socket_connect_timeout=socket_timeout,
                 health_check_interval=30,
+                retry=Retry(NoBackoff(), 1),  # one immediate retry (a dropped pooled connection), no backoff
             )
         self._redis = client
         self._prefix = key_prefix
         self._clock = clock
+        self._bound = 2 * socket_timeout  # the whole first_use (SET, maybe GET, one retry)
 
     def key(self, iss: str, jti: str) -> str:
         return f"{self._prefix}{_key_digest(iss, jti)}"
 
     async def first_use(self, jti: str, iss: str, expires_at: float) -> bool:
+        try:
+            async with asyncio.timeout(self._bound):
+                return await self._first_use(jti, iss, expires_at)
+        except Exception as exc:  # redis errors, OSError, TimeoutError: the store cannot answer
+            raise ReplayStoreUnavailable(f"Redis replay cache: {type(exc).__name__}") from None
+
+    async def _first_use(self, jti: str, iss: str, expires_at: float) -> bool:
         ttl_ms = max(MIN_TTL_MS, math.ceil((expires_at - self._clock()) * 1000))
         key = self.key(iss, jti)
         nonce = secrets.token_hex(16)
@@ -100,6 +115,15 @@ class RedisReplayCache:
         # Seen before, unless the key holds our own nonce (our SET executed, its answer was lost).
         stored = await self._redis.get(key)
         return stored is not None and (stored.decode() if isinstance(stored, bytes) else stored) == nonce
+
+    async def check(self) -> str:
+        """For readiness: "ok", or why the store cannot be used (no secret, no URL)."""
+        try:
+            async with asyncio.timeout(self._bound):
+                await self._redis.ping()
+            return "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means "cannot be used"
+            return f"unreachable ({type(exc).__name__})"
 
     async def aclose(self) -> None:
         await self._redis.aclose()
@@ -129,17 +153,50 @@ class DatabaseReplayCache:
         *,
         clock: Callable[[], float] = time.time,
         cleanup_interval_seconds: float = CLEANUP_INTERVAL_SECONDS,
+        timeout_seconds: float | None = None,
     ):
         self._storage: StorageProvider = storage if callable(storage) else (lambda: storage)
         self._clock = clock
         self._cleanup_interval = cleanup_interval_seconds
         self._last_cleanup = -math.inf
+        self._timeout = timeout_seconds  # None: CDS_DB_WRITE_TIMEOUT_SECONDS, at most 5 s (a hook call waits on it)
+
+    def _bound(self, storage: Storage) -> float:
+        return self._timeout if self._timeout is not None else min(storage.settings.db_write_timeout_seconds, 5.0)
 
     async def first_use(self, jti: str, iss: str, expires_at: float) -> bool:
         storage = self._storage()
         if storage is None:
             raise ReplayStoreUnavailable("the storage is not open (the app has not started, or has stopped)")
         now_seconds = self._clock()
+        try:
+            first = await bounded(
+                lambda: self._first_use(storage, jti, iss, expires_at, now_seconds), self._bound(storage)
+            )
+        except Exception as exc:  # database errors and timeouts: the store cannot answer
+            raise ReplayStoreUnavailable(f"database replay cache: {type(exc).__name__}") from None
+        if now_seconds - self._last_cleanup >= self._cleanup_interval:
+            self._last_cleanup = now_seconds
+            await self._delete_expired(storage, dt.datetime.fromtimestamp(now_seconds, dt.UTC))
+        return first
+
+    async def check(self) -> str:
+        """For readiness: "ok", or why the table cannot be used."""
+        storage = self._storage()
+        if storage is None:
+            return "not open"
+
+        async def select_one() -> None:
+            async with storage.engine.connect() as connection:
+                await connection.execute(text("SELECT 1 FROM seen_jti LIMIT 1"))
+
+        try:
+            await bounded(select_one, min(self._bound(storage), 1.0))
+            return "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means "cannot be used"
+            return f"unreachable ({type(exc).__name__})"
+
+    async def _first_use(self, storage: Storage, jti: str, iss: str, expires_at: float, now_seconds: float) -> bool:
         now = dt.datetime.fromtimestamp(now_seconds, dt.UTC)
         table = SeenJti.__table__
         insert = _insert(storage.dialect, table).values(
@@ -153,18 +210,18 @@ class DatabaseReplayCache:
             where=table.c.expires_at <= now,
         ).returning(table.c.jti)
         async with storage.sessions.begin() as session:
-            first = (await session.execute(statement)).first() is not None
-        if now_seconds - self._last_cleanup >= self._cleanup_interval:
-            self._last_cleanup = now_seconds
-            await self._delete_expired(storage, now)
-        return first
+            return (await session.execute(statement)).first() is not None
 
     async def _delete_expired(self, storage: Storage, now: dt.datetime) -> None:
         """Best effort: a failure here is logged and never fails the call being authenticated."""
         table = SeenJti.__table__
-        try:
+
+        async def delete_expired() -> Any:
             async with storage.sessions.begin() as session:
-                result = await session.execute(delete(SeenJti).where(table.c.expires_at <= now))
+                return await session.execute(delete(SeenJti).where(table.c.expires_at <= now))
+
+        try:
+            result = await bounded(delete_expired, self._bound(storage))
             deleted = getattr(result, "rowcount", 0)
             if deleted:
                 log.debug("replay cache: %d expired token ids deleted", deleted)
@@ -181,12 +238,14 @@ def replay_cache_from_settings(
     *,
     key_prefix: str = DEFAULT_KEY_PREFIX,
     clock: Callable[[], float] = time.time,
+    timeout_seconds: float = 1.0,
 ) -> ReplayCache:
     """Redis when `redis_url` is set; else the database (`storage_provider`, looked up at call time);
-    else a per-process in-memory cache (right for one process only)."""
+    else a per-process in-memory cache (right for one process only). `timeout_seconds`: Redis's
+    connect and read timeouts."""
     if redis_url:
         log.info("replay cache: Redis (shared by every replica)")
-        return RedisReplayCache(redis_url, key_prefix, clock=clock)
+        return RedisReplayCache(redis_url, key_prefix, clock=clock, socket_timeout=timeout_seconds)
     if storage_provider is not None:
         log.info("replay cache: database table seen_jti (shared by every replica on the database)")
         return DatabaseReplayCache(storage_provider, clock=clock)

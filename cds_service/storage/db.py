@@ -9,11 +9,13 @@ and the sync one Alembic uses, so one PostgreSQL driver is installed, not two.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
@@ -24,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from cds_service.settings import load_settings
 from cds_service.storage.settings import StorageSettings
 
 log = logging.getLogger("cds_service.storage")
@@ -73,14 +76,14 @@ def safe_url(url: str | URL) -> str:
     return (make_url(url) if isinstance(url, str) else url).render_as_string(hide_password=True)
 
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_BUSY_TIMEOUT_MS = 5_000
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
     # WAL lets readers go on while one writer writes; the busy timeout makes concurrent writers
-    # wait for each other instead of failing with "database is locked".
+    # wait for each other (within a bound) instead of failing at once with "database is locked".
     cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.close()
@@ -113,13 +116,69 @@ def create_sqlite_reader(url: str | URL) -> Engine | None:
     return engine
 
 
-def create_engine_for(url: str | URL, **kwargs: Any) -> AsyncEngine:
+def create_engine_for(url: str | URL, settings: StorageSettings | None = None, **kwargs: Any) -> AsyncEngine:
+    """The service's engine, with every wait bounded by `settings` (defaults when None): the
+    PostgreSQL connect timeout and server-side statement timeout, the pool checkout timeout, the
+    SQLite busy timeout. Waits on a server that accepts connections but never answers (frozen) are
+    bounded by the caller, with `bounded()`."""
+    settings = settings or StorageSettings()
     target = async_url(url)
+    kwargs.setdefault("pool_timeout", settings.db_pool_timeout_seconds)
     if target.get_backend_name() == "sqlite":
         engine = create_async_engine(target, **kwargs)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        pragmas = functools.partial(_sqlite_pragmas, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        event.listen(engine.sync_engine, "connect", pragmas)
         return engine
-    return create_async_engine(target, pool_pre_ping=True, **kwargs)
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    connect_args.setdefault("connect_timeout", settings.db_connect_timeout_seconds)
+    if target.get_driver_name() == "psycopg":
+        connect_args.setdefault("options", f"-c statement_timeout={settings.db_statement_timeout_ms}")
+    return create_async_engine(target, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+
+
+T = TypeVar("T")
+# Database operations given up on by `bounded()`, kept referenced until their clean-up ends.
+_abandoned: set[asyncio.Task[Any]] = set()
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" at garbage collection
+
+
+def abandoned_operations() -> int:
+    """Database operations given up on whose clean-up has not ended yet (bounded by the pool size)."""
+    return len(_abandoned)
+
+
+async def bounded(operation: Callable[[], Awaitable[T]], timeout: float) -> T:
+    """Await `operation()` for at most `timeout` seconds; TimeoutError after that.
+
+    A plain `asyncio.timeout()` is not enough against a frozen server: after the cancellation,
+    leaving `async with engine.connect()` awaits the connection's return to the pool (a rollback,
+    shielded from cancellation) on the same frozen socket. So the operation runs in a task of its
+    own, and on timeout that task is cancelled and left to finish its clean-up in the background
+    (psycopg gives up on an unanswered cancellation after a few seconds and closes the connection).
+    How many such tasks can exist at once is bounded by the pool (size + overflow) and its
+    checkout timeout.
+    """
+    task: asyncio.Task[T] = asyncio.ensure_future(operation())
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        _abandon(task)
+        raise
+    if task in done:
+        return task.result()
+    _abandon(task)
+    raise TimeoutError(f"the database did not answer within {timeout:g} s")
+
+
+def _abandon(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    _abandoned.add(task)
+    task.add_done_callback(_forget)
 
 
 class PatientHasher:
@@ -157,14 +216,14 @@ class Storage:
 
 async def open_storage(settings: StorageSettings | None = None) -> Storage:
     """Migrate (unless disabled) and open the database. Call once at start-up; `close()` at shutdown."""
-    settings = settings or StorageSettings()
+    settings = settings or load_settings(StorageSettings)
     settings.warn_if_insecure()
     if settings.migrate_on_startup:
         from cds_service.storage.migrations import upgrade_database
 
         # Alembic is synchronous: keep it off the event loop.
         await asyncio.to_thread(upgrade_database, settings.database_url)
-    engine = create_engine_for(settings.database_url)
+    engine = create_engine_for(settings.database_url, settings)
     log.info("storage open: %s", safe_url(engine.url))
     return Storage(
         engine=engine,

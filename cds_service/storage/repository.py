@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,9 +18,12 @@ from typing import Any, Literal
 from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 
 from cds_service.storage.db import Storage
 from cds_service.storage.models import Feedback, IssuedCard
+
+log = logging.getLogger("cds_service.storage")
 
 Outcome = Literal["accepted", "overridden"]
 
@@ -135,16 +139,48 @@ async def record_issued_cards(storage: Storage, cards: Iterable[CardRecord]) -> 
     }
     if not rows:
         return 0
-    async with storage.engine.begin() as connection:  # every issued card passes here: no ORM session
-        # One statement for any batch size (executemany): SQLAlchemy compiles it once per dialect,
-        # where a multi-row VALUES clause would be compiled anew for every batch.
-        stored = len((await connection.execute(_issued_card_insert(storage.dialect), list(rows.values()))).all())
+    batch = list(rows.values())
+    try:
+        stored = await _insert_issued_cards(storage, batch)
+    except Exception as exc:
+        if len(batch) == 1 or not _row_fault(exc):
+            raise
+        # One bad row (e.g. a NUL character PostgreSQL refuses) fails the whole statement: write the
+        # rows one by one so that the other calls' cards are still remembered.
+        stored, refused = 0, 0
+        for row in batch:
+            try:
+                stored += await _insert_issued_cards(storage, [row])
+            except Exception as row_exc:
+                if not _row_fault(row_exc):
+                    raise
+                refused += 1
+        log.warning(
+            "issued cards: rows refused by the database, the rest of the batch stored row by row",
+            extra={"reason": type(exc).__name__, "count": refused},
+        )
     # Feedback that arrived before its card (from another replica, or within the writer's linger)
     # gets the card's patient hash now. After the commit, so that of two racing writers of the card
     # and of its feedback, the one committing second always sees the other's row.
     async with storage.engine.begin() as connection:
         await connection.execute(_fill_feedback_patient_hash(list(rows)))
     return stored
+
+
+async def _insert_issued_cards(storage: Storage, rows: list[dict[str, Any]]) -> int:
+    async with storage.engine.begin() as connection:  # every issued card passes here: no ORM session
+        # One statement for any batch size (executemany): SQLAlchemy compiles it once per dialect,
+        # where a multi-row VALUES clause would be compiled anew for every batch.
+        return len((await connection.execute(_issued_card_insert(storage.dialect), rows)).all())
+
+
+def _row_fault(exc: BaseException) -> bool:
+    """A fault of the data (a row the database refuses), not of the connection: worth retrying row by row."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return False
+    if isinstance(exc, DBAPIError):
+        return not exc.connection_invalidated
+    return isinstance(exc, StatementError | ValueError | TypeError)
 
 
 @functools.cache

@@ -36,11 +36,27 @@ class StorageSettings(BaseSettings):
     # Run `alembic upgrade head` when the app starts (PostgreSQL: serialised by an advisory lock).
     migrate_on_startup: bool = True
 
+    # Bounds on every wait for the database (a frozen or unreachable server never holds a hook call):
+    # PostgreSQL connect timeout (whole seconds, libpq's minimum is 2) and server-side statement timeout.
+    db_connect_timeout_seconds: int = Field(default=2, ge=2, le=60)
+    db_statement_timeout_ms: int = Field(default=2000, ge=100, le=600_000)
+    # Waiting for a free pooled connection.
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # SQLite: how long a writer waits for another writer's lock.
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+    # The override look-up on the hook path gives up after this long: the card is then served
+    # without the alert-fatigue memory (counted in cds_storage_fallbacks_total).
+    db_read_timeout_ms: int = Field(default=150, ge=10, le=60_000)
+    # Writes (issued cards, feedback) and the readiness probe give up after this long.
+    db_write_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # After a database failure, the hook path skips the database for this long (then tries again).
+    db_retry_after_seconds: float = Field(default=2.0, ge=0, le=300)
+
     @field_validator("patient_hash_key")
     @classmethod
     def _long_enough(cls, value: SecretStr) -> SecretStr:
         if len(value.get_secret_value()) < MIN_KEY_LENGTH:
-            raise ValueError(f"patient_hash_key must be at least {MIN_KEY_LENGTH} characters")
+            raise ValueError(f"must be at least {MIN_KEY_LENGTH} characters")
         return value
 
     @field_validator("database_url")
