@@ -30,6 +30,7 @@ from cds_service.protocol.load_shedding import LoadShedding
 from cds_service.protocol.openapi import install_openapi
 from cds_service.protocol.routes import router as hook_router
 from cds_service.protocol.service import ServiceRegistry
+from cds_service.report.routes import router as report_router
 from cds_service.runtime import Runtime
 from cds_service.security import AuthSettings, install_client_auth
 from cds_service.security.replay_shared import close_replay_cache, replay_cache_from_settings
@@ -123,6 +124,7 @@ def create_app(
     app.include_router(feedback_router)
     app.include_router(observability.router)
     app.include_router(guidance_router(load_guidance_content(settings.cards_dir), deps.card_content))
+    app.include_router(report_router)  # 404 unless CDS_ADMIN_TOKEN is set
     app.add_middleware(BodyReadDeadline, timeout=settings.body_read_timeout_seconds)
     if install_auth:
         install_client_auth(app, auth, replay_cache=replay_cache)

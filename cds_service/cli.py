@@ -106,6 +106,49 @@ def _migrate_once_for_all_workers() -> None:
         os.environ["CDS_MIGRATE_ON_STARTUP"] = "false"
 
 
+def _add_report_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = sub.add_parser(
+        "report", help="write the governance report (one self-contained HTML file) from CDS_DATABASE_URL"
+    )
+    report.add_argument("--since", default="30d", help='start: "30d", "8w" or a date (default 30d)')
+    report.add_argument("--until", default=None, help="end: a date (that day included) or a date-time (default now)")
+    report.add_argument("--out", required=True, help="the HTML file to write")
+    report.add_argument("--json", dest="json_out", default=None, help="also write the figures as JSON here")
+
+
+def _report(args: argparse.Namespace) -> None:
+    """`cds-service report`: the same page as GET /admin/report, written to a file."""
+    import asyncio
+    import datetime as dt
+    import json
+    from pathlib import Path
+
+    from cds_service.cards.content import load_card_content
+    from cds_service.report import build_report, parse_period, publish, render_html
+    from cds_service.report.period import PeriodError
+    from cds_service.report.publish import offered_reasons
+    from cds_service.settings import Settings
+    from cds_service.storage.db import open_storage
+
+    try:
+        period = parse_period(args.since, args.until, dt.datetime.now(dt.UTC))
+    except PeriodError as exc:
+        raise SystemExit(f"cds-service report: {exc}") from None
+
+    async def build() -> None:
+        storage = await open_storage()
+        try:
+            stats = await build_report(storage, period)
+        finally:
+            await storage.close()
+        public = publish(stats, offered_reasons(load_card_content(Settings().cards_dir)))
+        Path(args.out).write_text(render_html(public), encoding="utf-8")
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(public.to_json(), indent=1), encoding="utf-8")
+
+    asyncio.run(build())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cds-service", description="MS back pain CDS Hooks 2.0 service")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -151,11 +194,15 @@ def main(argv: list[str] | None = None) -> None:
         help="no uvicorn access log (the service logs one JSON line per hook call anyway)",
     )
     sub.add_parser("migrate", help="create or upgrade the database schema (CDS_DATABASE_URL), then exit")
+    _add_report_command(sub)
     args = parser.parse_args(argv)
     problem = check_configuration()
     if problem is not None:  # names the CDS_* variable, never its value
         print(f"cds-service: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    if args.command == "report":
+        _report(args)
+        return
     if args.command == "migrate":
         from cds_service.storage.migrations import upgrade_database
 

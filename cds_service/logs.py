@@ -24,6 +24,20 @@ FIELDS = (
     "duration_ms",
     "reason",
     "count",
+    "method",
+    "error_type",
+    "received",
+    "stored",
+    "duplicates",
+    "unknown_cards",
+    "issuer",
+    "kid",
+    "jwks",
+    "database",
+    "days",
+    "services",
+    "searches",
+    "reasons",
 )
 _HANDLER_NAME = "cds-json"
 

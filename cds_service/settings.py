@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
@@ -48,6 +48,9 @@ def _variable(prefix: str, loc: Sequence[Any]) -> str:
 def _message(error: Any) -> str:
     message = str(error.get("msg", "invalid value"))
     return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+MIN_ADMIN_TOKEN_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -99,7 +102,23 @@ class Settings(BaseSettings):
     # batch (services/card_memory.py). 0: write each call's cards at once.
     card_write_linger_ms: int = Field(default=50, ge=0, le=5000)
 
+    # The governance report (GET /admin/report, /admin/report.json): off (404) unless this secret is set.
+    # A Bearer token of its own, never an EHR's JWT. Generate with `openssl rand -hex 32`.
+    admin_token: SecretStr | None = None
+
     log_level: str = "INFO"
     # Freeze the objects alive at start-up out of the cyclic GC's reach (see gcpause.py). Tests that
     # start many apps in one process turn it off: frozen objects are never collected.
     gc_freeze_at_startup: bool = True
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _empty_admin_token_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # CDS_ADMIN_TOKEN= (empty): the report stays off
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_ADMIN_TOKEN_LENGTH:
+            raise ValueError(f"admin_token must be at least {MIN_ADMIN_TOKEN_LENGTH} characters")
+        return value

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fhir.resources.R4B.servicerequest import ServiceRequest
+from pydantic import ValidationError
 
 from cds_service.cards.builder import CardContext, cord_mri_actions, evidence_reasons
 from cds_service.cards.content import CardContent
@@ -29,11 +30,12 @@ from cds_service.protocol.models import Action, Card, Suggestion
 def order_words(order: DraftOrder, draft: Mapping[str, Any], content: CardContent) -> str:
     """What the draft asks for, in the client's words (its code's text or display), markdown-safe."""
     concept = draft.get("code") or draft.get("medicationCodeableConcept") or {}
-    text = concept.get("text") if isinstance(concept, dict) else None
-    if not text and isinstance(concept, dict):
-        text = next(
-            (c.get("display") for c in concept.get("coding", []) if isinstance(c, dict) and c.get("display")), None
-        )
+    concept = concept if isinstance(concept, dict) else {}
+    text = concept.get("text") if isinstance(concept.get("text"), str) else None
+    coding = concept.get("coding")
+    codings: list[Any] = coding if isinstance(coding, list) else []
+    if not text:
+        text = next((c["display"] for c in codings if isinstance(c, dict) and isinstance(c.get("display"), str)), None)
     unnamed = content.orders.unnamed
     fallback = (
         getattr(unnamed, order.resource_type) if order.resource_type in type(unnamed).model_fields else unnamed.other
@@ -45,8 +47,10 @@ def order_words(order: DraftOrder, draft: Mapping[str, Any], content: CardConten
     return fallback
 
 
-def _contrast_update(order: DraftOrder, draft: Mapping[str, Any], content: CardContent, what: str) -> Suggestion:
-    """The selected draft, unchanged but for its code: the without-and-with protocol, same regions."""
+def _contrast_update(order: DraftOrder, draft: Mapping[str, Any], content: CardContent, what: str) -> Suggestion | None:
+    """The selected draft, unchanged but for its code: the without-and-with protocol, same regions.
+    None when the draft as sent is not a valid ServiceRequest (it was read with repairs): an update
+    must not send an invalid resource, nor silently drop what the clinician entered."""
     regions = order.imaging.regions if order.imaging else frozenset()
     orderable = valuesets.load("spinal_mri")["orderable"]
     target_key = (
@@ -55,7 +59,10 @@ def _contrast_update(order: DraftOrder, draft: Mapping[str, Any], content: CardC
     codings = [dict(c) for c in orderable[target_key]]
     updated = copy.deepcopy(dict(draft))
     updated["code"] = {"coding": codings, "text": codings[0]["display"]}
-    ServiceRequest.model_validate(updated)  # never send an invalid resource
+    try:
+        ServiceRequest.model_validate(updated)  # never send an invalid resource
+    except (ValidationError, ValueError, TypeError):
+        return None
     text = content.orders.mri_contrast
     region_words = "spine" if target_key == "spine" else f"{target_key} spine"
     return Suggestion(
@@ -125,7 +132,8 @@ def build_order_card(
     elif advice.kind is OrderAdviceKind.MRI_CONTRAST:
         contrast = orders.mri_contrast
         summary, head = contrast.summary, [contrast.lead.format(what=what), contrast.now]
-        suggestions = [_contrast_update(advice.order, draft, content, what)]
+        update = _contrast_update(advice.order, draft, content, what)
+        suggestions = [update] if update else []
     else:
         analgesic = orders.analgesic
         classes = set(advice.order.analgesic)

@@ -4,7 +4,9 @@ information (not as a warning or critical alert) until a new red flag appears.
 Why downgrade rather than hide: hiding would make the advice vanish from the chart although the
 evidence is still there; an `info` card is passive in EHRs (no interruption) but stays reviewable.
 A red flag is "new since the override" when the card that was overridden did not list it, or when it
-is dated after the override. Pure: the override memory is passed in.
+is dated after the override. Either way the decision says what happened (`quieted_by` or
+`raised_again_after`), so the issued card records it for the governance report. Pure: the override
+memory is passed in.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def quiet_after_override(
         for f in decision.facts.new_red_flags
         if f.evidence.reference not in known or (f.evidence.date is not None and f.evidence.date > override_day)
     ]
+    note = OverrideNote(override_day, reason)
     if new_since:
-        return decision
-    return dataclasses.replace(decision, quieted_by=OverrideNote(override_day, reason))
+        return dataclasses.replace(decision, raised_again_after=note)  # full level; recorded for the report
+    return dataclasses.replace(decision, quieted_by=note)

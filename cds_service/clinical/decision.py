@@ -48,6 +48,8 @@ class Decision:
     consider_dual_causes: bool = False
     mri: MriAdvice | None = None
     quieted_by: Any = None  # an alert_fatigue.OverrideNote: show as information after an override
+    # An alert_fatigue.OverrideNote: there was an override, but a new red flag brings the card back at full level.
+    raised_again_after: Any = None
 
     @property
     def shows_card(self) -> bool:

@@ -172,6 +172,26 @@ _FINDING_SETS = ("multiple_sclerosis", "back_pain", "red_flags", "cord_features"
 _EXTRA_PHRASES = (("cord_features", "shockText"), ("mechanical_pattern", "poorResponseText"))
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _system_code(coding: Any) -> tuple[str, str] | None:
+    """(system, code) of a raw coding as the validated model would have them (parse.py writes a
+    number as its string), or None when it has none a value set could match: JSON of any other
+    shape (a list, an object) is no key, and reading it would be refused anyway."""
+    if not isinstance(coding, dict):
+        return None
+    system, code = coding.get("system"), coding.get("code")
+    code = str(code) if type(code) is int else code
+    system = str(system) if type(system) is int else system
+    return (system, code) if isinstance(system, str) and isinstance(code, str) else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _codings(concept: Any) -> list[Any]:
     if isinstance(concept, dict):
         codings = concept.get("coding")
@@ -235,13 +255,11 @@ class RelevanceFilter:
 
     def _has_finding_code(self, codings: list[Any]) -> bool:
         for coding in codings:
-            if not isinstance(coding, dict):
+            pair = _system_code(coding)
+            if pair is None:
                 continue
-            system, code = coding.get("system"), coding.get("code")
-            if code is None:
-                continue
-            code = str(code)
-            if (system, code) in self.finding_codes:
+            system, code = pair
+            if pair in self.finding_codes:
                 return True
             if valuesets.is_icd10_system(system) and valuesets.normalise_icd10(code).startswith(self.icd10_prefixes):
                 return True
@@ -251,9 +269,8 @@ class RelevanceFilter:
         if "medicationReference" in raw:
             return True  # the drug is elsewhere: keep it, the rule resolves the reference
         concept = raw.get("medicationCodeableConcept")
-        for coding in _codings(concept):
-            if isinstance(coding, dict) and (coding.get("system"), str(coding.get("code"))) in self.drug_codes:
-                return True
+        if any(_system_code(coding) in self.drug_codes for coding in _codings(concept)):
+            return True
         texts: list[str] = []
         _text_of(concept, texts)
         return bool(texts) and self.drug_text.search(" | ".join(texts))
@@ -267,11 +284,8 @@ class RelevanceFilter:
         codings = _codings(concept)
         key = (
             codes_count,
-            concept.get("text"),
-            tuple(
-                (c.get("system"), str(c.get("code")), c.get("display")) if isinstance(c, dict) else None
-                for c in codings
-            ),
+            _str(concept.get("text")),
+            tuple((_system_code(c), _str(c.get("display"))) if isinstance(c, dict) else None for c in codings),
         )
         flags = memo.get(key)
         if flags is None:
@@ -282,9 +296,7 @@ class RelevanceFilter:
             _text_of(concept, texts)
             if texts and self.finding_text.search(" | ".join(texts)):
                 flags |= FINDING
-            if codes_count and any(
-                isinstance(c, dict) and (c.get("system"), str(c.get("code"))) in self.window_codes for c in codings
-            ):
+            if codes_count and any(_system_code(c) in self.window_codes for c in codings):
                 flags |= WINDOW
             if len(memo) > _MEMO_LIMIT:
                 memo.clear()
@@ -297,7 +309,7 @@ class RelevanceFilter:
         flags = self._concept_flags(raw.get("code"), memo) | self._concept_flags(raw.get("valueCodeableConcept"), memo)
         flags |= self._concept_flags(raw.get("bodySite"), memo, codes_count=False)  # a body site is not a finding
         texts: list[str] = []
-        for component in raw.get("component") or []:
+        for component in _list(raw.get("component")):
             if isinstance(component, dict):
                 flags |= self._concept_flags(component.get("code"), memo) | self._concept_flags(
                     component.get("valueCodeableConcept"), memo
@@ -308,7 +320,7 @@ class RelevanceFilter:
             return True
         if isinstance(raw.get("valueString"), str):
             texts.append(raw["valueString"])
-        texts += [n["text"] for n in raw.get("note") or [] if isinstance(n, dict) and isinstance(n.get("text"), str)]
+        texts += [n["text"] for n in _list(raw.get("note")) if isinstance(n, dict) and isinstance(n.get("text"), str)]
         if texts and self.finding_text.search(" | ".join(texts)):
             return True
         if flags & WINDOW:
@@ -334,7 +346,7 @@ class RelevanceFilter:
         validating less is faster and changes no decision."""
         if not self.keep(raw, now, lookback_days, memo if memo is not None else {}):
             return None
-        elements = ELEMENTS_READ.get(raw.get("resourceType", ""))
+        elements = ELEMENTS_READ.get(_str(raw.get("resourceType")) or "")
         if elements is None:
             return raw
         trimmed = {k: v for k, v in raw.items() if k in elements}
@@ -349,7 +361,7 @@ class RelevanceFilter:
     def keep(
         self, raw: dict[str, Any], now: dt.date, lookback_days: int, memo: dict[tuple[Any, ...], int] | None = None
     ) -> bool:
-        resource_type = raw.get("resourceType")
+        resource_type = _str(raw.get("resourceType"))
         if resource_type in _ALWAYS:
             return True
         if resource_type == "Observation":

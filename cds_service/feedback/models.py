@@ -11,14 +11,34 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_FEEDBACK_ITEMS = 1000
 MAX_ID_LENGTH = 200
 MAX_COMMENT_LENGTH = 10_000
 RFC3339_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?$")
+# Control characters are refused (400), not stored: PostgreSQL cannot store NUL in text (an insert
+# would fail, and a client told "503, send it again" would fail forever), and none belongs in a
+# card id, a code or a display. A comment may hold line breaks and tabs.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _no_control_characters(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("control characters are not allowed here")
+    return value
+
+
+def _no_control_characters_in_text(value: str) -> str:
+    if _CONTROL_IN_TEXT.search(value):
+        raise ValueError("control characters other than tab and line breaks are not allowed here")
+    return value
+
+
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_no_control_characters)]
 
 
 class _Tolerant(BaseModel):
@@ -29,18 +49,20 @@ class FeedbackCoding(_Tolerant):
     """A CDS Hooks Coding. `system` is REQUIRED by the specification but kept optional here: a
     reason with a code and no system is still worth keeping."""
 
-    code: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    system: str | None = Field(default=None, max_length=1000)
-    display: str | None = Field(default=None, max_length=1000)
+    code: Identifier
+    system: Annotated[str, Field(max_length=1000), AfterValidator(_no_control_characters)] | None = None
+    display: Annotated[str, Field(max_length=1000), AfterValidator(_no_control_characters)] | None = None
 
 
 class AcceptedSuggestion(_Tolerant):
-    id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    id: Identifier
 
 
 class OverrideReason(_Tolerant):
     reason: FeedbackCoding | None = None
-    userComment: str | None = Field(default=None, max_length=MAX_COMMENT_LENGTH)
+    userComment: (
+        Annotated[str, Field(max_length=MAX_COMMENT_LENGTH), AfterValidator(_no_control_characters_in_text)] | None
+    ) = None
 
     @property
     def is_empty(self) -> bool:
@@ -48,7 +70,7 @@ class OverrideReason(_Tolerant):
 
 
 class FeedbackItem(_Tolerant):
-    card: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    card: Identifier
     outcome: Literal["accepted", "overridden"]
     acceptedSuggestions: list[AcceptedSuggestion] | None = Field(default=None, max_length=100)
     overrideReason: OverrideReason | None = None

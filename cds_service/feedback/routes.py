@@ -31,7 +31,7 @@ from cds_service.feedback.models import FeedbackItem, FeedbackRequest
 from cds_service.observability import FEEDBACK
 from cds_service.protocol.body import parse_json_object, read_limited_body
 from cds_service.protocol.dependencies import CardMemoryDep, RegistryDep, SettingsDep, StorageDep
-from cds_service.protocol.errors import CdsError, validation_details
+from cds_service.protocol.errors import CdsError, unknown_service, validation_details
 from cds_service.storage.db import bounded
 from cds_service.storage.repository import FeedbackRecord, record_feedback
 
@@ -68,7 +68,7 @@ async def post_feedback(
 ) -> JSONResponse:
     started = time.perf_counter()
     if registry.get(service_id) is None:
-        raise CdsError(404, "unknown_service", f"No CDS service with id {service_id[:80]!r}.")
+        raise unknown_service()
     max_bytes = min(FEEDBACK_MAX_BYTES, limits.max_body_bytes)
     body = parse_json_object(await read_limited_body(request, max_bytes), limits.max_json_depth)
     try:
@@ -89,19 +89,26 @@ async def post_feedback(
             lambda: record_feedback(storage, service_id, records), storage.settings.db_write_timeout_seconds
         )
     except (DBAPIError, PoolTimeoutError, OSError) as exc:  # OSError includes TimeoutError (bounded)
-        log.error("feedback service=%s outcome=503 storage error %s", service_id, type(exc).__name__)
+        log.error(
+            "feedback could not be stored",
+            extra={"event": "feedback", "service": service_id, "status": 503, "error_type": type(exc).__name__},
+        )
         raise CdsError(
             503, "storage_unavailable", "Feedback cannot be stored at the moment; please send it again later."
         ) from None
     for item in feedback.feedback:
         FEEDBACK.labels(service_id, item.outcome).inc()
     log.info(
-        "feedback service=%s outcome=200 received=%d stored=%d duplicates=%d unknown_cards=%d duration_ms=%.1f",
-        service_id,
-        result.received,
-        result.stored,
-        result.duplicates,
-        result.unknown_cards,
-        (time.perf_counter() - started) * 1000,
+        "feedback stored",
+        extra={
+            "event": "feedback",
+            "service": service_id,
+            "status": 200,
+            "received": result.received,
+            "stored": result.stored,
+            "duplicates": result.duplicates,
+            "unknown_cards": result.unknown_cards,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        },
     )
     return JSONResponse({})

@@ -107,7 +107,13 @@ class FhirSearchClient:
                 results[key] = task.result()
         if failures:
             log.warning(
-                "fhir: %d of %d searches failed: %s", len(failures), len(queries), sorted(set(failures.values()))
+                "FHIR searches failed",
+                extra={
+                    "event": "fhir_read",
+                    "count": len(failures),
+                    "searches": len(queries),
+                    "reasons": sorted(set(failures.values())),
+                },
             )
             raise DataUnavailable(failures, partial=results)
         return results
@@ -128,9 +134,12 @@ class FhirSearchClient:
                 raise
             # The resource type and status only: the query holds the patient id.
             log.info(
-                "fhir: %s search refused, retried in its narrower form",
-                query.split("?", 1)[0].split("/", 1)[0],
-                extra={"event": "fhir_search_retried", "status": exc.status, "reason": "refused"},
+                "fhir: search refused, retried in its narrower form",
+                extra={
+                    "event": "fhir_search_retried",
+                    "status": exc.status,
+                    "reason": query.split("?", 1)[0].split("/", 1)[0],
+                },
             )
             return await self._shared_search(base, narrower, headers, shared)
 
@@ -263,7 +272,11 @@ def _refuses_search(status: int, content: bytes) -> bool:
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         return False
     issues = body.get("issue")
-    codes = {i.get("code") for i in issues if isinstance(i, dict)} if isinstance(issues, list) else set()
+    codes = (
+        {i["code"] for i in issues if isinstance(i, dict) and isinstance(i.get("code"), str)}
+        if isinstance(issues, list)
+        else set()
+    )
     if codes & _NOT_THE_SEARCH_FORM:
         return False
     return bool(codes) or status != 403

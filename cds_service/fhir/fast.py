@@ -352,7 +352,8 @@ def read_plain(raw: Any) -> Resource | None:
     validate it with parse.parse_resource)."""
     if type(raw) is not dict:
         return None
-    reader = _READERS.get(raw.get("resourceType"))  # type: ignore[arg-type]
+    resource_type = raw.get("resourceType")
+    reader = _READERS.get(resource_type) if type(resource_type) is str else None  # a list or object is no key
     if reader is None:
         return None
     try:

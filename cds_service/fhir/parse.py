@@ -99,7 +99,7 @@ def parse_resource(raw: Any) -> ParseOutcome:
     try:
         model_class = get_fhir_model_class(resource_type)
     except (KeyError, ValueError, AttributeError):
-        return ParseOutcome(None, reason=f"unknown resourceType {resource_type[:40]!r}")
+        return ParseOutcome(None, reason="unknown resourceType")  # the name is not logged: it is client input
     if nested_deeper_than(raw):
         return ParseOutcome(None, reason="nested too deeply")
     essential = ESSENTIAL_ELEMENTS.get(resource_type, frozenset())

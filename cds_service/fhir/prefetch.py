@@ -84,13 +84,20 @@ def _operation_outcome_failed(raw: dict[str, Any]) -> bool:
     issues = raw.get("issue")
     if not isinstance(issues, list):
         return True  # an OperationOutcome in place of data says the query did not succeed
-    return any(isinstance(i, dict) and i.get("severity") in _FAILED_SEVERITIES for i in issues)
+    return any(isinstance(i, dict) and _text(i.get("severity")) in _FAILED_SEVERITIES for i in issues)
+
+
+def _text(value: Any) -> str | None:
+    """`value` when it is a string, else None: a list or object read from JSON is not hashable."""
+    return value if isinstance(value, str) else None
 
 
 def _outcome_severity(raw: dict[str, Any]) -> str:
     """The worst severity of an OperationOutcome's issues, from FHIR's fixed list (safe to log)."""
     issues = raw.get("issue")
-    severities = {i.get("severity") for i in issues if isinstance(i, dict)} if isinstance(issues, list) else set()
+    severities = (
+        {_text(i.get("severity")) for i in issues if isinstance(i, dict)} if isinstance(issues, list) else set()
+    )
     return next((s for s in ("fatal", "error", "warning", "information") if s in severities), "unknown")
 
 
@@ -123,6 +130,29 @@ def _raw_entries(value: dict[str, Any], outcomes: Counter[str] | None = None) ->
         if resource is not None:
             found.append(resource)
     return found, None
+
+
+def _read_one(
+    raw: dict[str, Any],
+    select: Callable[[dict[str, Any]], dict[str, Any] | None] | None,
+    skipped: Counter[str],
+) -> FHIRAbstractModel | Resource | None:
+    """One raw resource read, or None (not relevant, or unreadable: counted in `skipped`)."""
+    if select is not None:
+        selected = select(raw)
+        if selected is None:
+            return None
+        raw = selected
+    plain = read_plain(raw)  # the common clean shape, without model validation
+    if plain is not None:
+        return plain
+    outcome = parse_resource(raw)
+    if outcome.resource is None:
+        skipped[outcome.reason or "unreadable"] += 1
+        return None
+    if outcome.dropped:
+        skipped["elements dropped while reading"] += len(outcome.dropped)
+    return outcome.resource
 
 
 def unusable_keys(prefetch: Mapping[str, Any] | None, keys: Iterable[str]) -> dict[str, str]:
@@ -183,35 +213,31 @@ def _read(
             continue
         parsed: list[FHIRAbstractModel | Resource] = []
         for raw in raws:
-            if not isinstance(raw, dict) or raw.get("resourceType") not in wanted_types:
+            if not isinstance(raw, dict) or _text(raw.get("resourceType")) not in wanted_types:
                 continue
             if _belongs_to_other_patient(raw, patient_id):
                 out.skipped["resource of another patient"] += 1
                 continue
-            if select is not None:
-                raw = select(raw)
-                if raw is None:
-                    continue
-            plain = read_plain(raw)  # the common clean shape, without model validation
-            if plain is not None:
-                parsed.append(plain)
+            try:
+                resource = _read_one(raw, select, out.skipped)
+            except Exception as exc:  # noqa: BLE001 - one unreadable resource must not cost the whole call
+                # The readers are total over JSON (tests/fhir/test_reader_properties.py); if one is not,
+                # the resource is skipped like any unreadable one, and the log says which error it was.
+                log.error(
+                    "prefetch: reading a resource failed", extra={"event": "prefetch", "error_type": type(exc).__name__}
+                )
+                out.skipped[f"reader error {type(exc).__name__}"] += 1
                 continue
-            outcome = parse_resource(raw)
-            if outcome.resource is None:
-                out.skipped[outcome.reason or "unreadable"] += 1
-                continue
-            if outcome.dropped:
-                out.skipped["elements dropped while reading"] += len(outcome.dropped)
-            parsed.append(outcome.resource)
+            if resource is not None:
+                parsed.append(resource)
         out.resources[key] = parsed
     if out.skipped:
         # Counts and reasons only: never resource content or identifiers.
-        log.warning("prefetch: skipped or repaired data: %s", dict(out.skipped))
+        log.warning("prefetch: skipped or repaired data", extra={"event": "prefetch", "reasons": dict(out.skipped)})
     if outcomes:
         # Severities and counts only: an outcome's text may quote the query (and so the patient id).
         log.info(
-            "prefetch: OperationOutcome entries skipped (by severity): %s",
-            dict(outcomes),
-            extra={"event": "outcome_entries_skipped", "count": sum(outcomes.values())},
+            "prefetch: OperationOutcome entries skipped",
+            extra={"event": "outcome_entries_skipped", "count": sum(outcomes.values()), "reasons": dict(outcomes)},
         )
     return out

@@ -39,12 +39,15 @@ def _too_large(max_bytes: int) -> CdsError:
     return CdsError(413, "payload_too_large", f"The request body is larger than {max_bytes} bytes.")
 
 
-def parse_json_object(body: bytes, max_depth: int, checked_later: frozenset[str] = frozenset()) -> dict[str, Any]:
+def parse_json_object(
+    body: bytes, max_depth: int, checked_later: frozenset[tuple[str, ...]] = frozenset()
+) -> dict[str, Any]:
     """The body as a JSON object, or a 400.
 
-    Members named in `checked_later` (a large `prefetch`) are not walked here: the data layer
-    checks the depth of each resource it reads, and never reads the others; walking thousands of
-    resources twice would cost more than the rest of the call."""
+    Members at the paths in `checked_later` (a large `prefetch`, the draft orders) are not walked
+    here: the data layer checks the depth of each resource it reads and skips those nested too
+    deeply, and never reads the others; walking thousands of resources twice would cost more than
+    the rest of the call."""
     if not body.strip():
         raise CdsError(400, "invalid_json", "The request body is empty; a JSON object is expected.")
     try:
@@ -54,7 +57,22 @@ def parse_json_object(body: bytes, max_depth: int, checked_later: frozenset[str]
         raise CdsError(400, "invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(value, dict):
         raise CdsError(400, "invalid_request", "The request body must be a JSON object.")
-    envelope = {k: v for k, v in value.items() if k not in checked_later} if checked_later else value
+    envelope = _without(value, checked_later) if checked_later else value
     if nested_deeper_than(envelope, max_depth):
         raise CdsError(400, "too_deeply_nested", f"The request body is nested deeper than {max_depth} levels.")
     return value
+
+
+def _without(value: dict[str, Any], paths: frozenset[tuple[str, ...]]) -> dict[str, Any]:
+    """A shallow copy of `value` without the members at `paths` (copied only along the paths)."""
+    out = dict(value)
+    for path in paths:
+        node = out
+        for i, key in enumerate(path):
+            if not isinstance(node, dict) or key not in node:
+                break
+            if i == len(path) - 1:
+                del node[key]
+            else:
+                node[key] = node = dict(node[key]) if isinstance(node[key], dict) else node[key]
+    return out

@@ -72,7 +72,7 @@ class BoundedH11Protocol(H11Protocol):
         self._header_timer = None
         if self.transport is not None and not self.transport.is_closing():
             CLIENT_ABORTS.labels("header_timeout").inc()
-            log.debug("connection closed: no complete request head in time")
+            log.debug("connection closed: no complete request head in time", extra={"event": "header_timeout"})
             self.transport.close()
 
 
@@ -93,7 +93,11 @@ class _AcceptErrorFilter:
                 exc = context.get("exception")
                 log.warning(
                     "accept() failing: out of file descriptors (too many open connections)",
-                    extra={"reason": type(exc).__name__ if exc else "unknown", "count": self._count},
+                    extra={
+                        "event": "accept_failed",
+                        "reason": type(exc).__name__ if exc else "unknown",
+                        "count": self._count,
+                    },
                 )
                 self._count, self._last_log = 0, now
             return

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -31,9 +34,20 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     ][:20]
 
 
-def error_response(status: int, error: str, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    error: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     body = ErrorBody(error=error, message=message, details=details)
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=status)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def unknown_service() -> CdsError:
+    """404 for a service id this server does not offer. The id is not echoed: a path may carry PHI."""
+    return CdsError(404, "unknown_service", "No CDS service with this id; GET /cds-services lists them.")
 
 
 _HTTP_ERROR_CODES = {
@@ -42,6 +56,13 @@ _HTTP_ERROR_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+# Messages of our own for the HTTP errors Starlette raises (its `detail` is not checked for input).
+_HTTP_ERROR_MESSAGES = {
+    404: "No such resource on this server.",
+    405: "This method is not allowed here; the Allow header lists those that are.",
+}
+# The response headers an HTTP error may carry on (405's Allow); nothing else is copied from it.
+_HTTP_ERROR_HEADERS = frozenset({"allow", "retry-after", "www-authenticate"})
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -51,9 +72,22 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, _HTTP_ERROR_CODES.get(exc.status_code, "http_error"), str(exc.detail))
+        headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() in _HTTP_ERROR_HEADERS}
+        message = _HTTP_ERROR_MESSAGES.get(exc.status_code) or HTTPStatus(exc.status_code).phrase
+        return error_response(
+            exc.status_code, _HTTP_ERROR_CODES.get(exc.status_code, "http_error"), message, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI would answer 422 with the input echoed; CDS clients get the service's 400 shape.
+        details = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "invalid")), "type": e.get("type", "")}
+            for e in exc.errors()
+        ][:20]
+        return error_response(400, "invalid_request", "The request is not valid.", details)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.error("unexpected error: %s", type(exc).__name__, exc_info=False)
+        log.error("unexpected error", extra={"event": "unexpected_error", "error_type": type(exc).__name__})
         return error_response(500, "internal_error", "The service failed to process this call.")

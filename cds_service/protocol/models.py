@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-FHIR_REFERENCE = re.compile(r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
+# Matched with fullmatch: `$` alone would also take a trailing newline.
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+FHIR_REFERENCE = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
+# CDS Hooks: hookInstance is "a universally unique identifier (UUID) for this particular hook call".
+UUID_TEXT = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+# A bearer token (RFC 6750 b64token, and the opaque tokens EHRs issue): visible ASCII only, so it
+# can go into an Authorization header as it is.
+BEARER_TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")
+MAX_URL_LENGTH = 2048
 
 
 class _Tolerant(BaseModel):
@@ -36,6 +44,13 @@ class FhirAuthorization(_Tolerant):
     subject: str | None = None
     patient: str | None = None
 
+    @field_validator("access_token")
+    @classmethod
+    def _token_characters(cls, value: SecretStr) -> SecretStr:
+        if not BEARER_TOKEN.fullmatch(value.get_secret_value()):
+            raise ValueError("access_token must be visible ASCII characters, at most 8192")
+        return value
+
     @field_validator("token_type")
     @classmethod
     def _bearer(cls, value: str) -> str:
@@ -47,17 +62,24 @@ class FhirAuthorization(_Tolerant):
 class CdsRequest(_Tolerant):
     """The body of a service call (CDS Hooks 2.0 "Calling a CDS Service")."""
 
-    hook: str = Field(min_length=1)
-    hookInstance: str = Field(min_length=1, max_length=200)
+    hook: str = Field(min_length=1, max_length=200)
+    hookInstance: str
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
     context: dict[str, Any]
     prefetch: dict[str, Any] | None = None
 
+    @field_validator("hookInstance")
+    @classmethod
+    def _uuid(cls, value: str) -> str:
+        if not UUID_TEXT.fullmatch(value):
+            raise ValueError("hookInstance must be a UUID, e.g. d1577c69-dfbe-44ad-ba6d-3e05e953b2ea")
+        return value
+
     @field_validator("fhirServer")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/?#]+", value):
+        if value is not None and not _is_http_url(value):
             raise ValueError("fhirServer must be an absolute http(s) URL")
         return value
 
@@ -68,14 +90,26 @@ class CdsRequest(_Tolerant):
         return self
 
 
+def _is_http_url(value: str) -> bool:
+    """An absolute http(s) URL with a host, of visible ASCII, that urllib can take apart."""
+    if len(value) > MAX_URL_LENGTH or not re.fullmatch(r"https?://[\x21-\x7e]+", value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError:
+        return False
+    return bool(parts.hostname) and not any(c in value for c in '<>"\\^`{|}')
+
+
 def _reference(value: str) -> str:
-    if not FHIR_REFERENCE.match(value):
+    if not FHIR_REFERENCE.fullmatch(value):
         raise ValueError("must be a FHIR reference of the form ResourceType/id")
     return value
 
 
 def _fhir_id(value: str) -> str:
-    if not FHIR_ID.match(value):
+    if not FHIR_ID.fullmatch(value):
         raise ValueError("must be a FHIR id (letters, digits, '-' and '.', at most 64)")
     return value
 

@@ -15,7 +15,7 @@ from cds_service.observability import CALL_SECONDS, CALLS, CARDS
 from cds_service.protocol.body import parse_json_object, read_limited_body
 from cds_service.protocol.call_url import call_base_url_set
 from cds_service.protocol.dependencies import RegistryDep, SettingsDep
-from cds_service.protocol.errors import CdsError, error_response, validation_details
+from cds_service.protocol.errors import CdsError, error_response, unknown_service, validation_details
 from cds_service.protocol.models import CdsRequest, DiscoveryResponse
 
 log = logging.getLogger("cds_service.calls")
@@ -56,11 +56,11 @@ async def call_service(service_id: str, request: Request, registry: RegistryDep,
     started = time.perf_counter()
     service = registry.get(service_id)
     if service is None:
-        raise CdsError(404, "unknown_service", f"No CDS service with id {service_id[:80]!r}.")
+        raise unknown_service()
     body = parse_json_object(
         await read_limited_body(request, limits.max_body_bytes),
         limits.max_json_depth,
-        checked_later=frozenset({"prefetch"}),
+        checked_later=frozenset({("prefetch",), ("context", "draftOrders", "entry")}),
     )
     try:
         cds_request = CdsRequest.model_validate(body)
@@ -69,10 +69,8 @@ async def call_service(service_id: str, request: Request, registry: RegistryDep,
             400, "invalid_request", "The request is not a valid CDS Hooks request.", validation_details(exc)
         ) from None
     if cds_request.hook != service.descriptor.hook:
-        raise CdsError(
-            400,
-            "wrong_hook",
-            f"Service {service_id!r} answers the {service.descriptor.hook!r} hook, not {cds_request.hook[:60]!r}.",
+        raise CdsError(  # the hook sent is not echoed: every error body is free of client input
+            400, "wrong_hook", f"This service answers the {service.descriptor.hook!r} hook only."
         )
     try:
         context = service.context_model.model_validate(cds_request.context)

@@ -106,18 +106,21 @@ class ClientAuthMiddleware:
             identity = await self.authenticator.verify(values[0] if values else None, audiences)
         except AuthenticationFailed as exc:
             AUTH_REFUSALS.labels("401", exc.reason).inc()
-            log.warning("client authentication failed: reason=%s method=%s", exc.reason, scope.get("method"))
+            log.warning(
+                "client authentication failed",
+                extra={"event": "client_auth", "status": 401, "reason": exc.reason, "method": scope.get("method")},
+            )
             await unauthorized_response()(scope, receive, send)
             return
-        except ReplayStoreUnavailable as exc:
+        except ReplayStoreUnavailable:
             AUTH_REFUSALS.labels("503", "replay_store_unavailable").inc()
             log.warning(
                 "client authentication: replay store unavailable",
-                extra={"reason": str(exc)[:80], "status": 503},
+                extra={"event": "client_auth", "reason": "replay_store_unavailable", "status": 503},
             )
             await replay_store_unavailable_response()(scope, receive, send)
             return
-        log.debug("client authenticated: iss=%s kid=%s", identity.iss, identity.kid)
+        log.debug("client authenticated", extra={"event": "client_auth", "issuer": identity.iss, "kid": identity.kid})
         scope.setdefault("state", {})["client_identity"] = identity  # request.state.client_identity
         await self.app(scope, receive, send)
 
@@ -142,7 +145,8 @@ def install_client_auth(
     if settings.mode == "disabled":
         log.warning(
             "client authentication is DISABLED: development only. "
-            "Every CDS service call is accepted without a client JWT."
+            "Every CDS service call is accepted without a client JWT.",
+            extra={"event": "client_auth_config", "reason": "disabled"},
         )
         return None
 
@@ -154,11 +158,15 @@ def install_client_auth(
     authenticator = ClientAuthenticator(settings, keys, replay_cache or InMemoryReplayCache(clock=clock), clock)
     runtime.client_authenticator = authenticator
     if not settings.trusted_issuers:
-        log.error("client authentication is required but no issuer is trusted: every CDS service call will be refused")
+        log.error(
+            "client authentication is required but no issuer is trusted: every CDS service call will be refused",
+            extra={"event": "client_auth_config", "reason": "no_trusted_issuer"},
+        )
     if settings.public_base_url is None:
         log.warning(
             "CDS_AUTH_PUBLIC_BASE_URL is not set: the expected JWT aud is taken from the request's Host header; "
-            "set it in production"
+            "set it in production",
+            extra={"event": "client_auth_config", "reason": "no_public_base_url"},
         )
     app.add_middleware(ClientAuthMiddleware, authenticator=authenticator, public_base_url=settings.public_base_url)
     return authenticator

@@ -62,7 +62,10 @@ def parse_jwks(raw: bytes, label: str) -> dict[str, Jwk]:
         if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
             continue
         if _PRIVATE_MEMBERS & jwk.keys():
-            log.warning("JWKS %s publishes private key material (kid ignored); tell the client", label)
+            log.warning(
+                "JWK Set publishes private key material (kid ignored); tell the client",
+                extra={"event": "jwks", "jwks": label, "reason": "private_key_material"},
+            )
             continue
         if kid in keys or kid in duplicated:
             duplicated.add(kid)
@@ -70,7 +73,10 @@ def parse_jwks(raw: bytes, label: str) -> dict[str, Jwk]:
             continue
         keys[kid] = dict(jwk)
     if duplicated:
-        log.warning("JWKS %s has %d duplicated kid(s); those keys are not used", label, len(duplicated))
+        log.warning(
+            "JWK Set has duplicated kids; those keys are not used",
+            extra={"event": "jwks", "jwks": label, "reason": "duplicated_kid", "count": len(duplicated)},
+        )
     return keys
 
 
@@ -136,11 +142,14 @@ class JwksSource:
         try:
             keys = parse_jwks(await self._read(), self.label)
         except (httpx.HTTPError, OSError, ValueError, UnicodeDecodeError) as exc:
-            log.warning("JWKS %s could not be loaded (%s): %s", self.label, why, type(exc).__name__)
+            log.warning(
+                "JWK Set could not be loaded",
+                extra={"event": "jwks", "jwks": self.label, "reason": why, "error_type": type(exc).__name__},
+            )
             return
         self._keys, self._fetched_at = keys, self._clock()
         self.loads += 1
-        log.info("JWKS %s loaded (%s): %d key(s)", self.label, why, len(keys))
+        log.info("JWK Set loaded", extra={"event": "jwks", "jwks": self.label, "reason": why, "count": len(keys)})
 
     async def _read(self) -> bytes:
         if isinstance(self.location, Path):

@@ -98,7 +98,7 @@ class ClientAuthenticator:
         except (AuthenticationFailed, ReplayStoreUnavailable):
             raise  # ReplayStoreUnavailable: neither accepted nor refused (the caller answers 503)
         except Exception as exc:  # fail closed, whatever broke
-            log.error("client authentication error: %s", type(exc).__name__)
+            log.error("client authentication error", extra={"event": "client_auth", "error_type": type(exc).__name__})
             raise AuthenticationFailed("internal_error") from None
 
     async def _verify(self, authorization_header: str | None, audiences: list[str]) -> ClientIdentity:

@@ -53,7 +53,10 @@ class InMemoryReplayCache:
         if key in self._expiry:
             return False
         if len(self._expiry) >= self._max:
-            log.warning("replay cache full (%d entries): dropping the entry that expires soonest", self._max)
+            log.warning(
+                "replay cache full: dropping the entry that expires soonest",
+                extra={"event": "replay_cache", "reason": "full", "count": self._max},
+            )
             self._evict(lambda _: True, limit=len(self._expiry) - self._max + 1)
         self._expiry[key] = expires_at
         heapq.heappush(self._heap, (expires_at, key))

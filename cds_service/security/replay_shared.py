@@ -224,9 +224,12 @@ class DatabaseReplayCache:
             result = await bounded(delete_expired, self._bound(storage))
             deleted = getattr(result, "rowcount", 0)
             if deleted:
-                log.debug("replay cache: %d expired token ids deleted", deleted)
+                log.debug("replay cache: expired token ids deleted", extra={"event": "replay_cache", "count": deleted})
         except Exception as exc:  # noqa: BLE001 - clean-up is opportunistic
-            log.warning("replay cache: deleting expired token ids failed", extra={"reason": type(exc).__name__})
+            log.warning(
+                "replay cache: deleting expired token ids failed",
+                extra={"event": "replay_cache", "error_type": type(exc).__name__},
+            )
 
     async def aclose(self) -> None:
         """Nothing to close: the storage belongs to the app."""
@@ -244,13 +247,17 @@ def replay_cache_from_settings(
     else a per-process in-memory cache (right for one process only). `timeout_seconds`: Redis's
     connect and read timeouts."""
     if redis_url:
-        log.info("replay cache: Redis (shared by every replica)")
+        log.info("replay cache: Redis (shared by every replica)", extra={"event": "replay_cache", "reason": "redis"})
         return RedisReplayCache(redis_url, key_prefix, clock=clock, socket_timeout=timeout_seconds)
     if storage_provider is not None:
-        log.info("replay cache: database table seen_jti (shared by every replica on the database)")
+        log.info(
+            "replay cache: database table seen_jti (shared by every replica on the database)",
+            extra={"event": "replay_cache", "reason": "database"},
+        )
         return DatabaseReplayCache(storage_provider, clock=clock)
     log.warning(
-        "replay cache: in-memory, per process: with several workers or replicas a token can be replayed to another one"
+        "replay cache: in-memory, per process: with several workers or replicas a token can be replayed to another one",
+        extra={"event": "replay_cache", "reason": "in_memory"},
     )
     return InMemoryReplayCache(clock=clock)
 

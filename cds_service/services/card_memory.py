@@ -17,6 +17,7 @@ from cds_service.clinical.decision import Decision
 from cds_service.metrics import STORAGE_FALLBACKS
 from cds_service.protocol.models import Card
 from cds_service.storage.db import Storage, bounded
+from cds_service.storage.models import FATIGUE_DOWNGRADED, FATIGUE_RAISED_AGAIN
 from cds_service.storage.repository import CardRecord, OverrideMemory, RedFlagRef, recent_override, record_issued_cards
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,15 @@ MAX_BATCH = 500
 # is only the link from later feedback to a card already answered), so memory stays bounded.
 MAX_QUEUED = 20_000
 FLUSH_TIMEOUT_SECONDS = 1.0  # a feedback post waits at most this long for earlier cards to be written
+
+
+def fatigue_action(decision: Decision) -> str | None:
+    """What the alert-fatigue rule did to this decision, as the issued card records it (for the report)."""
+    if decision.quieted_by is not None:
+        return FATIGUE_DOWNGRADED
+    if decision.raised_again_after is not None:
+        return FATIGUE_RAISED_AGAIN
+    return None
 
 
 class CardMemory:
@@ -74,7 +84,16 @@ class CardMemory:
         before = len(self._queue)
         self._queue.extend(
             CardRecord(
-                card.uuid, service_id, hook_instance, patient_id, card.indicator, decision.level.value, red_flags, now
+                card.uuid,
+                service_id,
+                hook_instance,
+                patient_id,
+                card.indicator,
+                decision.level.value,
+                red_flags,
+                now,
+                fatigue_action=fatigue_action(decision),
+                suggestions=[(s.uuid, s.label) for s in card.suggestions or () if s.uuid],
             )
             for card in cards
             if card.uuid
@@ -86,7 +105,10 @@ class CardMemory:
                 self._queue.popleft()
             self._settle(dropped)
             STORAGE_FALLBACKS.labels("card_write", "queue_full").inc(dropped)
-            log.warning("card memory: write queue full, oldest issued cards dropped", extra={"count": dropped})
+            log.warning(
+                "card memory: write queue full, oldest issued cards dropped",
+                extra={"event": "card_memory", "reason": "queue_full", "count": dropped},
+            )
         loop = asyncio.get_running_loop()
         if self._writer is None or self._writer.done() or self._writer.get_loop() is not loop:
             self._wake, self._progress = asyncio.Event(), asyncio.Event()
@@ -151,7 +173,7 @@ class CardMemory:
             STORAGE_FALLBACKS.labels("card_write", _reason(exc)).inc()
             log.warning(
                 "card memory: recording issued cards failed",
-                extra={"reason": type(exc).__name__, "cards": len(records)},
+                extra={"event": "card_memory", "error_type": type(exc).__name__, "cards": len(records)},
             )
 
     async def last_override(self, service_id: str, patient_id: str, now: dt.datetime) -> OverrideMemory | None:
@@ -171,7 +193,9 @@ class CardMemory:
         except Exception as exc:  # noqa: BLE001 - the card matters more than the memory
             self._database_failed(storage)
             STORAGE_FALLBACKS.labels("override_read", _reason(exc)).inc()
-            log.warning("card memory: override look-up failed", extra={"reason": type(exc).__name__})
+            log.warning(
+                "card memory: override look-up failed", extra={"event": "card_memory", "error_type": type(exc).__name__}
+            )
             return None
 
     def _database_failed(self, storage: Storage) -> None:

@@ -40,24 +40,31 @@ _ORDER_TYPES = frozenset({"ServiceRequest", "MedicationRequest", "Condition", "M
 def _draft_resources(context: OrderSignContext) -> dict[str, tuple[Any, dict[str, Any]]]:
     """reference -> (validated model, raw JSON) for every readable draft of this patient.
 
-    Resource types the rules do not use (NutritionOrder, VisionPrescription ...) are ignored."""
+    Resource types the rules do not use (NutritionOrder, VisionPrescription ...) are ignored. A draft
+    is named by its validated id, the reference `selections` use: one whose id is no FHIR id
+    (`draft_1`, `urn:uuid:...`) cannot be named, and is skipped like any unreadable draft."""
     drafts: dict[str, tuple[Any, dict[str, Any]]] = {}
     skipped = 0
     for entry in context.draftOrders.get("entry") or []:
         raw = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(raw, dict) or raw.get("resourceType") not in _ORDER_TYPES or not raw.get("id"):
+        if not isinstance(raw, dict) or not isinstance(raw.get("resourceType"), str) or not raw.get("id"):
             continue
-        subject = (raw.get("subject") or {}).get("reference") if isinstance(raw.get("subject"), dict) else None
+        if raw["resourceType"] not in _ORDER_TYPES:
+            continue
+        subject = raw["subject"].get("reference") if isinstance(raw.get("subject"), dict) else None
         if subject and subject != f"Patient/{context.patientId}":
             skipped += 1
             continue
-        outcome = parse_resource(raw)
-        if outcome.resource is None:
+        model: Any = parse_resource(raw).resource
+        if model is None or not model.id:
             skipped += 1
             continue
-        drafts[f"{raw['resourceType']}/{raw['id']}"] = (outcome.resource, raw)
+        drafts[f"{model.get_resource_type()}/{model.id}"] = (model, raw)
     if skipped:
-        log.warning("draftOrders: %d entries skipped (unreadable or another patient)", skipped)
+        log.warning(
+            "draftOrders: entries skipped (unreadable or another patient)",
+            extra={"event": "draft_orders", "reason": "skipped", "count": skipped},
+        )
     return drafts
 
 
@@ -98,7 +105,10 @@ class _MsBackPainOrders(CdsService[ContextT]):
         if selections is not None:
             unknown = [ref for ref in selections if ref not in drafts]
             if unknown:
-                log.warning("order-select: %d selections name no readable draft order; ignored", len(unknown))
+                log.warning(
+                    "order-select: selections name no readable draft order; ignored",
+                    extra={"event": "draft_orders", "reason": "unknown_selection", "count": len(unknown)},
+                )
             targets = [drafts[ref][0] for ref in selections if ref in drafts]
         else:
             targets = [model for model, _ in drafts.values()]

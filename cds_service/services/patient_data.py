@@ -203,10 +203,8 @@ class PatientDataLoader:
                 del data.unavailable[key]
                 data.resources[key] = []  # its narrower form's resources are under `stand_in`
                 log.info(
-                    "patient data: %s left out by the client; its narrower form %s was sent and stands in",
-                    key,
-                    stand_in,
-                    extra={"event": "prefetch_key_stood_in"},
+                    "patient data: a key left out by the client is stood in for by its narrower form",
+                    extra={"event": "prefetch_key_stood_in", "reasons": {key: stand_in}},
                 )
 
     def _require(self, data: PrefetchData, keys: tuple[str, ...]) -> None:
@@ -256,9 +254,12 @@ class PatientDataLoader:
         if missing:
             # Key names and our own reasons only: never identifiers or resource content.
             log.info(
-                "patient data: optional keys unavailable, decided without them: %s",
-                ", ".join(f"{k} ({data.unavailable[k]})" for k in sorted(missing)),
-                extra={"event": "optional_data_missing", "count": len(missing)},
+                "patient data: optional keys unavailable, decided without them",
+                extra={
+                    "event": "optional_data_missing",
+                    "count": len(missing),
+                    "reasons": {k: data.unavailable[k] for k in sorted(missing)},
+                },
             )
         return PatientData(
             data.all_resources(first + later),

@@ -224,7 +224,7 @@ async def open_storage(settings: StorageSettings | None = None) -> Storage:
         # Alembic is synchronous: keep it off the event loop.
         await asyncio.to_thread(upgrade_database, settings.database_url)
     engine = create_engine_for(settings.database_url, settings)
-    log.info("storage open: %s", safe_url(engine.url))
+    log.info("storage open", extra={"event": "storage", "database": safe_url(engine.url)})
     return Storage(
         engine=engine,
         sessions=async_sessionmaker(engine, expire_on_commit=False),

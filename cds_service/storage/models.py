@@ -36,6 +36,10 @@ NAMING = {
 }
 
 OUTCOMES = ("accepted", "overridden")
+# What the alert-fatigue rule did to an issued card (NULL: there was no override to consider).
+FATIGUE_DOWNGRADED = "downgraded"  # shown as information after an override
+FATIGUE_RAISED_AGAIN = "raised-again"  # overridden before, back at full level because of a new red flag
+FATIGUE_ACTIONS = (FATIGUE_DOWNGRADED, FATIGUE_RAISED_AGAIN)
 ID_LENGTH = 200  # card uuids, service ids and hook instances (CdsRequest.hookInstance allows 200)
 
 
@@ -88,8 +92,33 @@ class IssuedCard(Base):
     # [{"reference": "Condition/abc", "concept": "weakness", "date": "2026-11-10" | null}, ...]
     red_flag_refs: Mapped[list[dict[str, Any]]] = mapped_column(JsonType)
     issued_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    # FATIGUE_ACTIONS, or NULL (revision 0004; NULL on cards issued before it).
+    fatigue_action: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # The card's suggestions, to name the one a clinician accepted: [{"id": "<uuid>", "label": "..."}].
+    suggestions: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonType, nullable=True)
 
-    __table_args__ = (Index("ix_issued_cards_service_id_patient_hash", "service_id", "patient_hash"),)
+    __table_args__ = (
+        Index("ix_issued_cards_service_id_patient_hash", "service_id", "patient_hash"),
+        # The governance report (cds_service/report): the cards of a period, grouped and joined to their
+        # feedback without a table read.
+        Index(
+            "ix_issued_cards_issued_at_report",
+            "issued_at",
+            "service_id",
+            "level",
+            "patient_hash",
+            "fatigue_action",
+            "card_uuid",
+        ),
+        # ... and its distinct patients per service and level, group after group in index order.
+        Index(
+            "ix_issued_cards_service_id_level_patient_hash_issued_at",
+            "service_id",
+            "level",
+            "patient_hash",
+            "issued_at",
+        ),
+    )
 
 
 class Feedback(Base):

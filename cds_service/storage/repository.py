@@ -78,6 +78,8 @@ class CardRecord:
     level: str
     red_flag_refs: Sequence[RedFlagRef]
     issued_at: dt.datetime
+    fatigue_action: str | None = None  # models.FATIGUE_ACTIONS: what the alert-fatigue rule did, if anything
+    suggestions: Sequence[tuple[str, str]] = ()  # (suggestion uuid, label)
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,8 @@ async def record_issued_cards(storage: Storage, cards: Iterable[CardRecord]) -> 
             "level": card.level,
             "red_flag_refs": [ref.to_json() for ref in card.red_flag_refs],
             "issued_at": _utc(card.issued_at),
+            "fatigue_action": card.fatigue_action,
+            "suggestions": [{"id": uuid, "label": label} for uuid, label in card.suggestions],
         }
         for card in cards
     }
@@ -157,7 +161,7 @@ async def record_issued_cards(storage: Storage, cards: Iterable[CardRecord]) -> 
                 refused += 1
         log.warning(
             "issued cards: rows refused by the database, the rest of the batch stored row by row",
-            extra={"reason": type(exc).__name__, "count": refused},
+            extra={"event": "issued_cards", "error_type": type(exc).__name__, "count": refused},
         )
     # Feedback that arrived before its card (from another replica, or within the writer's linger)
     # gets the card's patient hash now. After the commit, so that of two racing writers of the card

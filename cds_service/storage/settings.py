@@ -74,6 +74,6 @@ class StorageSettings(BaseSettings):
         if self.uses_development_key:
             log.warning(
                 "CDS_PATIENT_HASH_KEY is not set: patient ids are hashed with the public development key. "
-                "Set a secret of at least %d characters in every real deployment.",
-                MIN_KEY_LENGTH,
+                f"Set a secret of at least {MIN_KEY_LENGTH} characters in every real deployment.",
+                extra={"event": "storage_config", "reason": "development_patient_hash_key"},
             )

@@ -289,6 +289,7 @@ def test_a_refused_unqualified_search_is_retried_with_the_category_and_sent_once
         (_refusal(403, "forbidden"), False),  # the token may not read this: asking again changes nothing
         (httpx.Response(403), False),
         (httpx.Response(400, text="bad request"), False),  # no OperationOutcome: no refusal to follow
+        (httpx.Response(403, json={"resourceType": "OperationOutcome", "issue": [{"code": {"x": 1}}, 5]}), False),
         (httpx.Response(500, json={"resourceType": "OperationOutcome", "issue": []}), False),
     ],
 )

@@ -123,7 +123,7 @@ def backends() -> Iterator[Backends]:
     try:
         psycopg.connect(_admin_conninfo(), autocommit=True, connect_timeout=5).close()
     except Exception as exc:  # noqa: BLE001 - any failure means "no server"
-        # .ci/run also sets CDS_TEST_REQUIRE_POSTGRES=1 (as tests/test_feedback_storage.py reads it).
+        # .ci/run also sets CDS_TEST_REQUIRE_POSTGRES=1 (as tests/storage/support.py reads it).
         _unavailable(
             f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}",
             os.environ.get("CDS_TEST_REQUIRE_POSTGRES") == "1",
