@@ -21,6 +21,7 @@ import json
 import os
 import re
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -220,7 +221,7 @@ def _descriptor(client: TestClient) -> dict[str, Any]:
 
 
 def _call(client: TestClient, context: dict[str, Any], prefetch: dict[str, Any] | None, server: str | None) -> Any:
-    body: dict[str, Any] = {"hook": "patient-view", "hookInstance": "integration-ehr", "context": context}
+    body: dict[str, Any] = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()), "context": context}
     if prefetch is not None:
         body["prefetch"] = prefetch
     if server is not None:
@@ -302,7 +303,7 @@ def test_reports_procedures_and_the_visit_reach_the_rules_from_both_servers(serv
             request = CdsRequest.model_validate(
                 {
                     "hook": "patient-view",
-                    "hookInstance": "integration-ehr",
+                    "hookInstance": str(uuid.uuid4()),
                     "context": chart.context,
                     "prefetch": prefetch,
                     "fhirServer": base,
