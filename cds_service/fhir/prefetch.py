@@ -35,9 +35,24 @@ class PrefetchData:
     fetch_attempted: set[str] = field(default_factory=set)  # keys already asked of the FHIR server
 
     def all_resources(self, order: Iterable[str] | None = None) -> list[FHIRAbstractModel | Resource]:
-        """Every resource read, key by key (in `order` when given)."""
+        """Every resource read, key by key (in `order` when given), each once.
+
+        One resource can come through two keys (an Observation with a category is in both the
+        category-qualified and the unqualified search): the first copy is kept, so that no rule
+        counts it twice. Resources without an id cannot be matched and are all kept."""
         keys = list(order) if order is not None else list(self.resources)
-        return [r for key in keys for r in self.resources.get(key, ())]
+        seen: set[tuple[str, str]] = set()
+        out: list[FHIRAbstractModel | Resource] = []
+        for key in keys:
+            for resource in self.resources.get(key, ()):
+                rid = getattr(resource, "id", None)
+                if isinstance(rid, str):
+                    identity = (resource.get_resource_type(), rid)
+                    if identity in seen:
+                        continue
+                    seen.add(identity)
+                out.append(resource)
+        return out
 
     def add(self, other: PrefetchData) -> None:
         """Take in what another read of further keys found."""
@@ -77,8 +92,21 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _raw_entries(value: dict[str, Any]) -> tuple[list[Any], str | None]:
-    """The raw resources a prefetch value carries, or a reason it cannot be used."""
+def _outcome_severity(raw: dict[str, Any]) -> str:
+    """The worst severity of an OperationOutcome's issues, from FHIR's fixed list (safe to log)."""
+    issues = raw.get("issue")
+    severities = (
+        {_text(i.get("severity")) for i in issues if isinstance(i, dict)} if isinstance(issues, list) else set()
+    )
+    return next((s for s in ("fatal", "error", "warning", "information") if s in severities), "unknown")
+
+
+def _raw_entries(value: dict[str, Any], outcomes: Counter[str] | None = None) -> tuple[list[Any], str | None]:
+    """The raw resources a prefetch value carries, or a reason it cannot be used.
+
+    OperationOutcome entries of a searchset (`search.mode: outcome`, as Epic adds them) are not
+    data: warnings and information are skipped (counted by severity in `outcomes`); an error or fatal
+    one says the search did not (fully) succeed, so the value cannot be trusted as complete."""
     resource_type = value.get("resourceType")
     if resource_type == "OperationOutcome":
         return [], "the EHR reported an error for this query" if _operation_outcome_failed(value) else None
@@ -96,6 +124,8 @@ def _raw_entries(value: dict[str, Any]) -> tuple[list[Any], str | None]:
         if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
             if _operation_outcome_failed(resource):
                 return [], "the EHR reported an error for this query"
+            if outcomes is not None:
+                outcomes[_outcome_severity(resource)] += 1
             continue
         if resource is not None:
             found.append(resource)
@@ -171,12 +201,13 @@ def _read(
     select: Callable[[dict[str, Any]], dict[str, Any] | None] | None,
 ) -> PrefetchData:
     out = PrefetchData()
+    outcomes: Counter[str] = Counter()
     for key in keys:
         problem = _unusable(prefetch, key)
         if problem is not None:
             out.unavailable[key] = problem
             continue
-        raws, problem = _raw_entries(prefetch[key])
+        raws, problem = _raw_entries(prefetch[key], outcomes)
         if problem:
             out.unavailable[key] = problem
             continue
@@ -203,4 +234,10 @@ def _read(
     if out.skipped:
         # Counts and reasons only: never resource content or identifiers.
         log.warning("prefetch: skipped or repaired data", extra={"event": "prefetch", "reasons": dict(out.skipped)})
+    if outcomes:
+        # Severities and counts only: an outcome's text may quote the query (and so the patient id).
+        log.info(
+            "prefetch: OperationOutcome entries skipped",
+            extra={"event": "outcome_entries_skipped", "count": sum(outcomes.values()), "reasons": dict(outcomes)},
+        )
     return out
