@@ -9,6 +9,10 @@
   whole call, parsing included; the byte cap bounds how long parsing one page can hold the event
   loop (orjson holds the GIL, so a thread would not help: 8 MB of FHIR JSON took 0.24 s on the
   2-core development machine, hence the 4 MB default, CDS_FHIR_MAX_PAGE_BYTES).
+* A search the server refuses for its form (HTTP 400 / 422, or a 403 that is not about the token,
+  with an OperationOutcome that is not "not-supported": e.g. Epic's answer to an Observation search
+  with neither category nor code) is sent once more in the narrower form the prefetch policy declares for it
+  (`when_refused`). Identical searches of one call are sent once and shared.
 * The bearer token from `fhirAuthorization` is sent only to the request's own `fhirServer`, and only
   when that server is on the configured allowlist. Nothing here logs tokens, URLs with patient ids,
   or resource content.
@@ -66,7 +70,11 @@ class FhirSearchClient:
         return base in self._allowed or parts.hostname.lower() in self._allowed_hosts
 
     async def fetch(
-        self, queries: Mapping[str, str], fhir_server: str | None, access_token: str | None
+        self,
+        queries: Mapping[str, str],
+        fhir_server: str | None,
+        access_token: str | None,
+        when_refused: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         if not fhir_server:
             raise DataUnavailable({k: "no fhirServer in the request" for k in queries})
@@ -76,7 +84,12 @@ class FhirSearchClient:
         headers = {"Accept": FHIR_JSON}
         if access_token:
             headers["Authorization"] = f"Bearer {access_token}"
-        tasks = {key: asyncio.create_task(self._search(base, query, headers)) for key, query in queries.items()}
+        shared: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        narrower = when_refused or {}
+        tasks = {
+            key: asyncio.create_task(self._search_key(base, query, narrower.get(key), headers, shared))
+            for key, query in queries.items()
+        }
         done, pending = await asyncio.wait(tasks.values(), timeout=self._deadline)
         for task in pending:
             task.cancel()
@@ -104,6 +117,41 @@ class FhirSearchClient:
             )
             raise DataUnavailable(failures, partial=results)
         return results
+
+    async def _search_key(
+        self,
+        base: str,
+        query: str,
+        narrower: str | None,
+        headers: dict[str, str],
+        shared: dict[str, asyncio.Future[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """One key's search; when the server refuses it and a narrower form is declared, that one."""
+        try:
+            return await self._shared_search(base, query, headers, shared)
+        except _Refused as exc:
+            if narrower is None:
+                raise
+            # The resource type and status only: the query holds the patient id.
+            log.info(
+                "fhir: search refused, retried in its narrower form",
+                extra={
+                    "event": "fhir_search_retried",
+                    "status": exc.status,
+                    "reason": query.split("?", 1)[0].split("/", 1)[0],
+                },
+            )
+            return await self._shared_search(base, narrower, headers, shared)
+
+    async def _shared_search(
+        self, base: str, query: str, headers: dict[str, str], shared: dict[str, asyncio.Future[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        """`_search`, sent once per call for a query two keys ask for (e.g. a refused search's narrower
+        form that is another key's query)."""
+        future = shared.get(query)
+        if future is None:
+            future = shared[query] = asyncio.ensure_future(self._search(base, query, headers))
+        return await future
 
     async def _search(self, base: str, query: str, headers: dict[str, str]) -> dict[str, Any]:
         url: str | None = urljoin(base, query)
@@ -154,6 +202,8 @@ class FhirSearchClient:
     async def _read(self, url: str, headers: dict[str, str], single: bool) -> dict[str, Any]:
         try:
             async with self._http.stream("GET", url, headers=headers, follow_redirects=False) as response:
+                if response.status_code in (400, 403, 422) and await self._refuses_search(response):
+                    raise _Refused(response.status_code)
                 if response.status_code in (401, 403):
                     raise _SearchFailed(
                         f"the FHIR server refused the access token (HTTP {response.status_code})", "unauthorized"
@@ -192,8 +242,44 @@ class FhirSearchClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    async def _refuses_search(self, response: httpx.Response) -> bool:
+        """Whether this 400 / 403 / 422 refuses the search's form (read within the byte cap)."""
+        try:
+            content = await self._read_capped(response)
+        except _SearchFailed:
+            return False
+        return _refuses_search(response.status_code, content)
+
     def _too_large(self) -> str:
         return f"a FHIR answer page is larger than the service reads ({self._max_page_bytes} bytes)"
+
+
+# OperationOutcome issue types that a narrower form of the same search cannot answer: the caller's
+# access, or a resource type / interaction the server does not offer at all.
+_NOT_THE_SEARCH_FORM = frozenset(
+    {"security", "login", "unknown", "expired", "forbidden", "suppressed", "throttled", "not-supported", "not-found"}
+)
+
+
+def _refuses_search(status: int, content: bytes) -> bool:
+    """True when the answer refuses the form of the search (e.g. a required parameter missing), not
+    the token nor the resource type: an OperationOutcome with a 400 / 422, or with a 403 that names
+    its issues, none of them an access or not-supported issue."""
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return False
+    issues = body.get("issue")
+    codes = (
+        {i["code"] for i in issues if isinstance(i, dict) and isinstance(i.get("code"), str)}
+        if isinstance(issues, list)
+        else set()
+    )
+    if codes & _NOT_THE_SEARCH_FORM:
+        return False
+    return bool(codes) or status != 403
 
 
 class _SearchFailed(Exception):
@@ -202,3 +288,11 @@ class _SearchFailed(Exception):
     def __init__(self, message: str, kind: str = "paging"):
         super().__init__(message)
         self.kind = kind  # the metrics label
+
+
+class _Refused(_SearchFailed):
+    """The server refused the search as one it does not allow (not an access problem)."""
+
+    def __init__(self, status: int):
+        super().__init__(f"the FHIR server refused this search (HTTP {status}, OperationOutcome)", "refused")
+        self.status = status

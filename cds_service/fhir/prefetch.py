@@ -46,9 +46,24 @@ class PrefetchData:
     fetch_attempted: set[str] = field(default_factory=set)  # keys already asked of the FHIR server
 
     def all_resources(self, order: Iterable[str] | None = None) -> list[ReadResource]:
-        """Every resource read, key by key (in `order` when given)."""
+        """Every resource read, key by key (in `order` when given), each once.
+
+        One resource can come through two keys (an Observation with a category is in both the
+        category-qualified and the unqualified search): the first copy is kept, so that no rule
+        counts it twice. Resources without an id cannot be matched and are all kept."""
         keys = list(order) if order is not None else list(self.resources)
-        return [r for key in keys for r in self.resources.get(key, ())]
+        seen: set[tuple[str, str]] = set()
+        out: list[ReadResource] = []
+        for key in keys:
+            for resource in self.resources.get(key, ()):
+                rid = getattr(resource, "id", None)
+                if isinstance(rid, str):
+                    identity = (resource.get_resource_type(), rid)
+                    if identity in seen:
+                        continue
+                    seen.add(identity)
+                out.append(resource)
+        return out
 
     def add(self, other: PrefetchData) -> None:
         """Take in what another read of further keys found."""
@@ -99,11 +114,30 @@ def _typed_outcome_failed(outcome: OperationOutcome) -> bool:
     return outcome.issue is None or any(i.severity in _FAILED_SEVERITIES for i in outcome.issue)
 
 
+_SEVERITIES = ("fatal", "error", "warning", "information")
+
+
+def _outcome_severity(raw: dict[str, Any]) -> str:
+    """The worst severity of an OperationOutcome's issues, from FHIR's fixed list (safe to log)."""
+    issues = raw.get("issue")
+    severities = (
+        {_text(i.get("severity")) for i in issues if isinstance(i, dict)} if isinstance(issues, list) else set()
+    )
+    return next((s for s in _SEVERITIES if s in severities), "unknown")
+
+
+def _typed_outcome_severity(outcome: OperationOutcome) -> str:
+    severities = {i.severity for i in outcome.issue or ()}
+    return next((s for s in _SEVERITIES if s in severities), "unknown")
+
+
 Entry = tuple[int | None, Any]  # (position in Bundle.entry, or None for a single resource; the resource)
 
 
-def _typed_entries(value: Resource) -> tuple[list[Entry], str | None]:
-    """The resources a typed prefetch value carries, or a reason it cannot be used."""
+def _typed_entries(value: Resource, outcomes: Counter[str]) -> tuple[list[Entry], str | None]:
+    """The resources a typed prefetch value carries, or a reason it cannot be used. OperationOutcome
+    entries (Epic's `search.mode: outcome`) are not data: counted by severity in `outcomes`, or, an
+    error or fatal one, the reason the value cannot be trusted as complete."""
     if isinstance(value, OperationOutcome):
         return [], _FAILED_QUERY if _typed_outcome_failed(value) else None
     if not isinstance(value, Bundle):
@@ -116,14 +150,16 @@ def _typed_entries(value: Resource) -> tuple[list[Entry], str | None]:
         if isinstance(resource, OperationOutcome):
             if _typed_outcome_failed(resource):
                 return [], _FAILED_QUERY
+            outcomes[_typed_outcome_severity(resource)] += 1
             continue
         if resource is not None:
             found.append((position, resource))
     return found, None
 
 
-def _raw_entries(value: dict[str, Any]) -> tuple[list[Entry], str | None]:
-    """The raw resources a parsed prefetch value carries, or a reason it cannot be used."""
+def _raw_entries(value: dict[str, Any], outcomes: Counter[str]) -> tuple[list[Entry], str | None]:
+    """The raw resources a parsed prefetch value carries, or a reason it cannot be used (as
+    `_typed_entries`)."""
     resource_type = value.get("resourceType")
     if resource_type == "OperationOutcome":
         return [], _FAILED_QUERY if _operation_outcome_failed(value) else None
@@ -141,6 +177,7 @@ def _raw_entries(value: dict[str, Any]) -> tuple[list[Entry], str | None]:
         if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
             if _operation_outcome_failed(resource):
                 return [], _FAILED_QUERY
+            outcomes[_outcome_severity(resource)] += 1
             continue
         if resource is not None:
             found.append((position, resource))
@@ -178,14 +215,15 @@ def _unusable(prefetch: Mapping[str, Any], key: str) -> str | None:
     return None
 
 
-def _entries(value: Any) -> tuple[list[Any], str | None]:
+def _entries(value: Any, outcomes: Counter[str] | None = None) -> tuple[list[Any], str | None]:
     """The resources of one usable prefetch value: typed when it fits the declarations as a whole,
     else parsed JSON (read one by one later)."""
+    outcomes = outcomes if outcomes is not None else Counter()
     typed = decode.typed_value(value)
     if typed is not None:
-        return _typed_entries(typed)
+        return _typed_entries(typed, outcomes)
     try:
-        return _raw_entries(decode.builtin_value(value))
+        return _raw_entries(decode.builtin_value(value), outcomes)
     except decode.UnreadableJson:
         return [], "not readable JSON (a number out of range)"
 
@@ -215,13 +253,14 @@ def read_prefetch(
     relevance filter: a long record's vital signs go no further, not even to the conformance check)."""
     prefetch = prefetch or {}
     out = PrefetchData()
+    outcomes: Counter[str] = Counter()
     for key in keys:
         problem = _unusable(prefetch, key)
         if problem is not None:
             out.unavailable[key] = problem
             continue
         value = prefetch[key]
-        entries, problem = _entries(value)
+        entries, problem = _entries(value, outcomes)
         if problem:
             out.unavailable[key] = problem
             continue
@@ -244,6 +283,12 @@ def read_prefetch(
     if out.skipped:
         # Counts and reasons only: never resource content or identifiers.
         log.warning("prefetch: skipped or repaired data", extra={"event": "prefetch", "reasons": dict(out.skipped)})
+    if outcomes:
+        # Severities and counts only: an outcome's text may quote the query (and so the patient id).
+        log.info(
+            "prefetch: OperationOutcome entries skipped",
+            extra={"event": "outcome_entries_skipped", "count": sum(outcomes.values()), "reasons": dict(outcomes)},
+        )
     return out
 
 

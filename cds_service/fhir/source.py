@@ -24,23 +24,29 @@ class ServerNotAllowed(Exception):
 
 
 class MissingDataFetcher(Protocol):
-    """Fetches prefetch keys the EHR did not (usably) send; returns key -> raw FHIR JSON value."""
+    """Fetches prefetch keys the EHR did not (usably) send; returns key -> raw FHIR JSON value.
+
+    `when_refused` gives, for some keys, the narrower query to send when the server refuses the
+    first one as a search it does not allow (e.g. an Observation search without a category)."""
 
     async def fetch(
         self,
         queries: Mapping[str, str],
         fhir_server: str | None,
         access_token: str | None,
+        when_refused: Mapping[str, str] | None = None,
     ) -> dict[str, Any]: ...
 
 
 class NoFhirServerFetcher:
-    """Reads nothing: missing data stays missing, so the service answers 412."""
+    """Reads nothing: missing data stays missing, so the service answers 412 (or, for optional
+    data, decides without it)."""
 
     async def fetch(
         self,
         queries: Mapping[str, str],
         fhir_server: str | None,
         access_token: str | None,
+        when_refused: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         raise DataUnavailable({key: "not in prefetch, and reading the FHIR server is not enabled" for key in queries})

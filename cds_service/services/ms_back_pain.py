@@ -41,10 +41,7 @@ class MsBackPainPatientView(CdsService[PatientViewContext]):
                 "and suggests a cervical and thoracic spinal MRI as draft orders."
             ),
             prefetch=self._data.templates,
-            usageRequirements=(
-                "Needs the patient's Conditions; once MS is found, also Observations and ImagingStudies. "
-                "Missing prefetch that cannot be read otherwise is answered with HTTP 412."
-            ),
+            usageRequirements=self._data.usage_requirements,
         )
         self._clock, self._content = deps.clock, deps.card_content
         self._relevance = RelevanceFilter.from_value_sets()

@@ -83,7 +83,7 @@ class _MsBackPainOrders(CdsService[ContextT]):
                 "NSAID or opioid is ordered for pain that may be central."
             ),
             prefetch=self._data.templates,
-            usageRequirements="Needs the patient's Conditions; once MS is found, also Observations and ImagingStudies.",
+            usageRequirements=self._data.usage_requirements,
         )
         self._clock, self._content, self._rules, self._smart_app = (
             deps.clock,

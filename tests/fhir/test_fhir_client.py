@@ -18,6 +18,7 @@ import respx
 from fastapi.testclient import TestClient
 
 from cds_service.app import create_app
+from cds_service.services.patient_data import PREFETCH_POLICY
 from cds_service.settings import Settings
 from tests.conftest import NO_AUTH, NOW, SERVICE_URL, load_fixture
 
@@ -34,16 +35,12 @@ def app_client() -> TestClient:
         yield client
 
 
-def _request(
-    without: tuple[str, ...] = (
-        "conditions",
-        "observations",
-        "imagingStudies",
-        "medications",
-        "medicationStatements",
-        "patient",
-    ),
-) -> dict[str, Any]:
+ALL_KEYS = tuple(PREFETCH_POLICY.templates())
+EMPTY = {"resourceType": "Bundle", "type": "searchset", "total": 0}
+
+
+def _request(without: tuple[str, ...] = ALL_KEYS) -> dict[str, Any]:
+    """The fixture request, every policy key present (empty where the fixture has none) but `without`."""
     body = copy.deepcopy(load_fixture(FIXTURE))
     body["fhirAuthorization"] = {
         "access_token": TOKEN,
@@ -52,28 +49,26 @@ def _request(
         "scope": "user/*.read",
         "subject": "cds",
     }
+    body["prefetch"].pop("patient", None)
+    for key in ALL_KEYS:
+        body["prefetch"].setdefault(key, copy.deepcopy(EMPTY))
     for key in without:
         body["prefetch"].pop(key, None)
     return body
 
 
+def _queries(patient_id: str = "pv01-patient") -> dict[str, str]:
+    return {key: filled.query for key, filled in PREFETCH_POLICY.fill({"patientId": patient_id}).items()}
+
+
 def _serve_fixture(router: respx.MockRouter) -> dict[str, respx.Route]:
+    """Each policy key's exact search answers with the fixture's value (an empty searchset when the
+    fixture has none; the unqualified Observation search with the fixture's Observations)."""
     prefetch = load_fixture(FIXTURE)["prefetch"]
     routes = {}
-    for key, resource_type in [
-        ("conditions", "Condition"),
-        ("observations", "Observation"),
-        ("imagingStudies", "ImagingStudy"),
-        ("medications", "MedicationRequest"),
-        ("medicationStatements", "MedicationStatement"),
-    ]:
-        value = prefetch.get(key) or {"resourceType": "Bundle", "type": "searchset", "total": 0}
-        routes[key] = router.get(url__startswith=f"{BASE}/{resource_type}?").mock(
-            return_value=httpx.Response(200, json=value)
-        )
-    routes["patient"] = router.get(url__regex=rf"{BASE}/Patient/.*").mock(
-        return_value=httpx.Response(200, json=prefetch["patient"])
-    )
+    for key, query in _queries().items():
+        value = prefetch.get("observations" if key == "allObservations" else key) or EMPTY
+        routes[key] = router.get(f"{BASE}/{query}").mock(return_value=httpx.Response(200, json=value))
     return routes
 
 
@@ -106,7 +101,7 @@ def test_only_missing_keys_are_fetched(app_client: TestClient) -> None:
         response = app_client.post(SERVICE_URL, json=_request(without=("observations",)))
     assert response.status_code == 200
     assert routes["observations"].call_count == 1
-    assert all(routes[k].call_count == 0 for k in ("conditions", "imagingStudies", "medications", "patient"))
+    assert all(route.call_count == 0 for key, route in routes.items() if key != "observations")
 
 
 def test_server_not_on_allowlist_is_refused_and_nothing_is_sent(app_client: TestClient) -> None:
@@ -162,9 +157,8 @@ FAULTS = {
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_every_fault_ends_in_412_within_the_deadline(app_client: TestClient, fault: str) -> None:
     with respx.mock(assert_all_called=False) as router:
-        _serve_fixture(router)
         effect = FAULTS[fault]
-        route = router.get(url__startswith=f"{BASE}/Condition?")
+        route = _serve_fixture(router)["conditions"]
         if isinstance(effect, httpx.Response):
             route.mock(return_value=effect)
         else:
@@ -187,8 +181,7 @@ def test_endless_paging_stops_at_the_cap(app_client: TestClient) -> None:
         return httpx.Response(200, json=_page(f"{BASE}/Condition?patient=pv01-patient&page={counter['n']}"))
 
     with respx.mock(assert_all_called=False) as router:
-        _serve_fixture(router)
-        router.get(url__startswith=f"{BASE}/Condition?").mock(side_effect=endless)
+        _serve_fixture(router)["conditions"].mock(side_effect=endless)
         response = app_client.post(SERVICE_URL, json=_request())
     assert response.status_code == 412
     assert counter["n"] <= 20
@@ -230,9 +223,9 @@ def test_searches_run_concurrently(app_client: TestClient) -> None:
         return answer
 
     with respx.mock(assert_all_called=False) as router:
-        _serve_fixture(router)
-        for key, rt in [("observations", "Observation"), ("imagingStudies", "ImagingStudy")]:
-            router.get(url__startswith=f"{BASE}/{rt}?").mock(side_effect=delayed(prefetch[key]))
+        routes = _serve_fixture(router)
+        for key in ("observations", "imagingStudies"):
+            routes[key].mock(side_effect=delayed(prefetch[key]))
         response = app_client.post(SERVICE_URL, json=_request(without=("observations", "imagingStudies")))
     assert response.status_code == 200
     assert in_flight["max"] == 2
@@ -240,8 +233,7 @@ def test_searches_run_concurrently(app_client: TestClient) -> None:
 
 def test_a_failed_optional_search_does_not_discard_the_others(app_client: TestClient) -> None:
     with respx.mock(assert_all_called=False) as router:
-        _serve_fixture(router)
-        router.get(url__startswith=f"{BASE}/MedicationStatement?").mock(return_value=httpx.Response(400))
+        _serve_fixture(router)["medicationStatements"].mock(return_value=httpx.Response(400))
         response = app_client.post(SERVICE_URL, json=_request())
     assert response.status_code == 200, response.text
     assert response.json()["cards"][0]["indicator"] == "critical"
@@ -257,3 +249,106 @@ def test_without_ms_a_failed_observation_search_still_gives_no_card(app_client: 
         router.route().mock(return_value=httpx.Response(503))
         response = app_client.post(SERVICE_URL, json=body)
     assert response.status_code == 200 and response.json() == {"cards": []}
+
+
+# --- searches the server refuses, and OperationOutcome entries -------------------------------------
+
+UNQUALIFIED = "Observation?patient=pv01-patient"
+QUALIFIED = "Observation?patient=pv01-patient&category=survey,exam,vital-signs"
+
+
+def _refusal(status: int, code: str = "required") -> httpx.Response:
+    return httpx.Response(
+        status,
+        json={
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "details": {"text": "category or code is required"}}],
+        },
+    )
+
+
+def test_a_refused_unqualified_search_is_retried_with_the_category_and_sent_once(app_client: TestClient) -> None:
+    full = app_client.post(SERVICE_URL, json=_request(without=()))
+    with respx.mock(assert_all_called=False) as router:
+        routes = _serve_fixture(router)
+        routes["allObservations"].mock(return_value=_refusal(400))
+        response = app_client.post(SERVICE_URL, json=_request(without=("observations", "allObservations")))
+    assert response.status_code == 200, response.text
+    assert _strip_uuids(response.json()) == _strip_uuids(full.json())
+    assert routes["allObservations"].call_count == 1
+    assert routes["observations"].call_count == 1  # the retry is the other key's search: shared, not repeated
+
+
+@pytest.mark.parametrize(
+    ("answer", "retried"),
+    [
+        (_refusal(400), True),
+        (_refusal(422, "invalid"), True),
+        (_refusal(400, "not-supported"), False),  # the server does not offer this search at all
+        (_refusal(403, "required"), True),  # a 403 that speaks of the search, not of the token
+        (_refusal(403, "forbidden"), False),  # the token may not read this: asking again changes nothing
+        (httpx.Response(403), False),
+        (httpx.Response(400, text="bad request"), False),  # no OperationOutcome: no refusal to follow
+        (httpx.Response(403, json={"resourceType": "OperationOutcome", "issue": [{"code": {"x": 1}}, 5]}), False),
+        (httpx.Response(500, json={"resourceType": "OperationOutcome", "issue": []}), False),
+    ],
+)
+def test_only_a_refusal_of_the_search_is_retried(app_client: TestClient, answer: httpx.Response, retried: bool) -> None:
+    body = _request(without=())
+    body["prefetch"]["allObservations"] = None  # the client's search failed: read from the server
+    with respx.mock(assert_all_called=False) as router:
+        routes = _serve_fixture(router)
+        routes["allObservations"].mock(return_value=answer)
+        response = app_client.post(SERVICE_URL, json=body)
+    assert response.status_code == 200, response.text  # optional either way: the card is served
+    assert response.json()["cards"][0]["indicator"] == "critical"
+    assert routes["observations"].call_count == (1 if retried else 0)
+
+
+def test_a_refused_search_without_a_narrower_form_is_not_retried(app_client: TestClient) -> None:
+    with respx.mock(assert_all_called=False) as router:
+        routes = _serve_fixture(router)
+        routes["observations"].mock(return_value=_refusal(400))
+        response = app_client.post(SERVICE_URL, json=_request(without=("observations",)))
+    assert response.status_code == 412
+    (detail,) = response.json()["details"]
+    assert detail["prefetchKey"] == "observations" and "refused this search" in detail["reason"]
+    assert routes["observations"].call_count == 1
+
+
+def test_a_refused_retry_fails_the_key(app_client: TestClient) -> None:
+    with respx.mock(assert_all_called=False) as router:
+        routes = _serve_fixture(router)
+        routes["allObservations"].mock(return_value=_refusal(400))
+        routes["observations"].mock(return_value=_refusal(400))
+        response = app_client.post(SERVICE_URL, json=_request(without=("observations", "allObservations")))
+    assert response.status_code == 412
+    assert {d["prefetchKey"] for d in response.json()["details"]} == {"observations"}  # allObservations: optional
+
+
+def test_outcome_entries_in_the_servers_searchsets_are_tolerated(
+    app_client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    full = app_client.post(SERVICE_URL, json=_request(without=()))
+    prefetch = load_fixture(FIXTURE)["prefetch"]
+    note = {
+        "resource": {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "warning", "code": "informational", "diagnostics": "patient=pv01-patient"}],
+        },
+        "search": {"mode": "outcome"},
+    }
+    with respx.mock(assert_all_called=False) as router:
+        routes = _serve_fixture(router)
+        for key in ("conditions", "observations", "imagingStudies"):
+            value = copy.deepcopy(prefetch[key])
+            value["entry"] = [*value.get("entry", []), note]
+            routes[key].mock(return_value=httpx.Response(200, json=value))
+        with caplog.at_level("INFO"):
+            response = app_client.post(SERVICE_URL, json=_request())
+    assert response.status_code == 200, response.text
+    assert _strip_uuids(response.json()) == _strip_uuids(full.json())
+    assert any("OperationOutcome entries skipped" in r.getMessage() for r in caplog.records)
+    assert "pv01-patient" not in "".join(
+        r.getMessage() for r in caplog.records if r.name.startswith("cds_service.fhir")
+    )

@@ -15,6 +15,7 @@ import respx
 from fastapi.testclient import TestClient
 
 from cds_service.app import create_app
+from cds_service.services.patient_data import PREFETCH_POLICY
 from cds_service.settings import Settings
 from tests.conftest import NO_AUTH, NOW, SERVICE_URL, load_fixture
 
@@ -41,6 +42,8 @@ def _request_without(key: str) -> dict[str, Any]:
         "scope": "s",
         "subject": "c",
     }
+    for other in PREFETCH_POLICY.templates():  # every other key sent (empty): only `key` is read
+        body["prefetch"].setdefault(other, {"resourceType": "Bundle", "type": "searchset", "entry": []})
     del body["prefetch"][key]
     return body
 

@@ -30,11 +30,19 @@ class RecordingFetcher:
 
     def __init__(self, prefetch: Mapping[str, Any]):
         self.prefetch, self.calls = prefetch, []  # type: ignore[var-annotated]
+        self.queries: dict[str, str] = {}
+        self.when_refused: dict[str, str] = {}
 
     async def fetch(
-        self, queries: Mapping[str, str], fhir_server: str | None, access_token: str | None
+        self,
+        queries: Mapping[str, str],
+        fhir_server: str | None,
+        access_token: str | None,
+        when_refused: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         self.calls.append(sorted(queries))
+        self.queries.update(queries)
+        self.when_refused.update(when_refused or {})
         found = {key: copy.deepcopy(self.prefetch[key]) for key in queries if key in self.prefetch}
         if len(found) < len(queries):
             raise DataUnavailable({key: "not on the server" for key in queries if key not in found}, partial=found)
@@ -75,7 +83,16 @@ def test_with_ms_the_whole_record_is_read_in_key_order() -> None:
     assert data is not None and data.medications_assessed
     assert set(seen) == {"Condition", "Observation"}
     types = [r.get_resource_type() for r in data.resources]
-    order = ["Condition", "Observation", "ImagingStudy", "MedicationRequest", "MedicationStatement"]
+    order = [
+        "Condition",
+        "Observation",
+        "ImagingStudy",
+        "DiagnosticReport",
+        "Procedure",
+        "Encounter",
+        "MedicationRequest",
+        "MedicationStatement",
+    ]
     assert types == sorted(types, key=order.index)
 
 
@@ -95,7 +112,12 @@ def test_with_ms_a_missing_required_key_is_412() -> None:
         raise AssertionError("expected DataUnavailable")
 
 
-async def _refuse(queries: Mapping[str, str], fhir_server: str | None, access_token: str | None) -> dict[str, Any]:
+async def _refuse(
+    queries: Mapping[str, str],
+    fhir_server: str | None,
+    access_token: str | None,
+    when_refused: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     raise DataUnavailable({key: "refused" for key in queries})
 
 
@@ -106,8 +128,20 @@ def test_missing_conditions_are_read_with_every_other_missing_key_in_one_round_t
     body["prefetch"]["observations"] = None
     fetcher = RecordingFetcher(full)
     data, _ = _load(body, fetcher)
-    # medicationStatements was never sent: asked for in the same round trip, and still unavailable
-    assert fetcher.calls == [["conditions", "medicationStatements", "observations"]]
+    # The keys the fixture never sent (medicationStatements and the optional keys of real EHRs' shapes)
+    # are asked for in the same round trip, and stay unavailable: optional, so decided without.
+    assert fetcher.calls == [
+        sorted(
+            [
+                "conditions",
+                "observations",
+                "allObservations",
+                "diagnosticReports",
+                "procedures",
+                "medicationStatements",
+            ]
+        )
+    ]
     assert data is not None
     expected, _ = _load(load_fixture(WITH_MS))
     assert [(r.get_resource_type(), r.id) for r in data.resources] == [

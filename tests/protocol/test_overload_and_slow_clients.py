@@ -32,7 +32,11 @@ class HeldFetcher:
         self.waiting = 0
 
     async def fetch(
-        self, queries: Mapping[str, str], fhir_server: str | None, access_token: str | None
+        self,
+        queries: Mapping[str, str],
+        fhir_server: str | None,
+        access_token: str | None,
+        when_refused: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         self.waiting += 1
         await self.release.wait()

@@ -45,12 +45,13 @@ def test_discovery_lists_the_patient_view_service(client: TestClient) -> None:
     assert service["id"] == "ms-back-pain-patient-view"
     assert service["title"] and service["description"]
     prefetch = service["prefetch"]
-    assert prefetch["patient"] == "Patient/{{context.patientId}}"
+    assert "patient" not in prefetch  # no rule reads the Patient resource: not asked for (minimum necessary)
     assert prefetch["conditions"] == "Condition?patient={{context.patientId}}"
     assert prefetch["observations"] == "Observation?patient={{context.patientId}}&category=survey,exam,vital-signs"
     assert prefetch["imagingStudies"].startswith("ImagingStudy?patient={{context.patientId}}&modality=")
-    for template in prefetch.values():
-        assert "{{context.patientId}}" in template
+    for key, template in prefetch.items():
+        assert "{{context.patientId}}" in template or key == "encounter"
+    assert prefetch["encounter"] == "Encounter/{{context.encounterId}}"
 
 
 # --- card content ---------------------------------------------------------------------------------
