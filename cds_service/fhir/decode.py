@@ -21,9 +21,11 @@ import msgspec
 
 from cds_service.fhir.parse import stringify_numbers
 from cds_service.fhir.schema import AnyResource, PrefetchValue, Resource, conforms
+from cds_service.jsonlimits import nested_deeper_than
 
 _VALUE_DECODER = msgspec.json.Decoder(PrefetchValue)
-_DECLINED = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
+# A lone surrogate in a parsed string makes msgspec raise UnicodeEncodeError: declined like the rest.
+_DECLINED = (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeError)
 
 
 def is_raw(value: Any) -> bool:
@@ -66,13 +68,18 @@ def decoded_resource(raw: dict[str, Any]) -> Resource | None:
     """One parsed resource decoded under its type's declaration (not yet checked for conformance),
     or None (an undeclared type, or JSON types that do not fit). Codes and ids sent as JSON numbers
     are read as their exact string, the first repair fhir.resources' reader makes too (parse.py)."""
-    for attempt in (raw, stringify_numbers(raw)):
-        try:
-            resource: Resource = msgspec.convert(attempt, AnyResource)
-        except _DECLINED:
-            continue
-        return resource
-    return None
+    resource = _converted(raw)
+    if resource is None and not nested_deeper_than(raw):  # (stringify_numbers recurses)
+        resource = _converted(stringify_numbers(raw))
+    return resource
+
+
+def _converted(raw: dict[str, Any]) -> Resource | None:
+    try:
+        resource: Resource = msgspec.convert(raw, AnyResource)
+    except _DECLINED:
+        return None
+    return resource
 
 
 def typed_resource(raw: dict[str, Any]) -> Resource | None:

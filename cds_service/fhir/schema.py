@@ -45,6 +45,7 @@ class FhirPattern:
     def check(self, value: str) -> None:
         if self.regex.fullmatch(value) is None:
             raise ValueError("does not match its FHIR pattern")
+        value.encode("utf-8")  # a lone surrogate (only parsed JSON can hold one) is no FHIR string: ValueError
         if self.calendar:
             if value.startswith("0000"):
                 raise ValueError("year 0000")

@@ -622,3 +622,10 @@ def test_every_resource_type_the_service_wants_is_declared() -> None:
     from cds_service.services.patient_data import WANTED_TYPES
 
     assert WANTED_TYPES <= TYPES_READ
+
+
+def test_a_lone_surrogate_is_left_to_fhir_resources() -> None:
+    """Only parsed JSON can hold one (the request body's decoder refuses it); fhir.resources drops it."""
+    raw = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "valueString": "\ud800"}
+    assert typed_resource(raw) is None
+    assert typed_resource({**raw, "valueQuantity": "\ud800", "valueString": "ok"}) is None
