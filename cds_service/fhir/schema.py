@@ -440,10 +440,12 @@ def _patterns(cls: type[Element]) -> tuple[tuple[str, FhirPattern | None], ...]:
 
 
 def _check(element: Element) -> None:
+    empty = True
     for name, pattern in _patterns(type(element)):
         value = getattr(element, name)
         if value is None:
             continue
+        empty = False
         if pattern is not None:
             pattern.check(value)
         elif isinstance(value, Element):
@@ -453,6 +455,10 @@ def _check(element: Element) -> None:
                 raise ValueError("an empty array")
             for item in value:
                 _check(item)
+    if empty and not isinstance(element, Resource):
+        # Nothing declared in it: FHIR wants every element to hold something, and what it holds (an
+        # extension, or an element that is no element of the type) is for fhir.resources to judge.
+        raise ValueError("an element with nothing declared in it")
     element.check()
 
 

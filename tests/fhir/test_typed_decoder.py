@@ -624,6 +624,13 @@ def test_every_resource_type_the_service_wants_is_declared() -> None:
     assert WANTED_TYPES <= TYPES_READ
 
 
+def test_an_element_with_nothing_declared_in_it_is_left_to_fhir_resources() -> None:
+    raw = {"resourceType": "Condition", "subject": {"resourceType": "Condition"}, "code": {"text": "x"}}
+    assert typed_resource(raw) is None and parse_resource(raw).resource is None
+    extension_only = {**raw, "subject": {"reference": "Patient/p1"}, "code": {"extension": [{"url": "x"}]}}
+    assert typed_resource(extension_only) is None  # fhir.resources reads (or refuses) it
+
+
 def test_a_lone_surrogate_is_left_to_fhir_resources() -> None:
     """Only parsed JSON can hold one (the request body's decoder refuses it); fhir.resources drops it."""
     raw = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "valueString": "\ud800"}
