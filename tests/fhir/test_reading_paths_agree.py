@@ -124,7 +124,9 @@ def test_real_shaped_records_give_the_same_facts_both_ways(size: int) -> None:
     typed = _as_the_service_reads(request)
     read_typed = sum(isinstance(r, Resource) for r in typed)
     # Nearly all: a dosage holding only undeclared elements (sequence, timing) is left to fhir.resources.
-    assert read_typed / len(typed) > 0.9, f"Synthea's shapes are read by the typed decoder: {read_typed} of {len(typed)}"
+    assert read_typed / len(typed) > 0.9, (
+        f"Synthea's shapes are read by the typed decoder: {read_typed} of {len(typed)}"
+    )
     facts = _facts(typed)
     assert facts == _facts(_by_reference_reader(request))
     assert facts == _facts(_as_the_service_reads(request, RelevanceFilter.from_value_sets().selector(NOW.date(), 90)))
