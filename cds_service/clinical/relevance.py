@@ -370,7 +370,9 @@ class RelevanceFilter:
             return self._medication(raw)
         if resource_type in _CODED_AS_SPINAL_MRI:
             return any(
-                isinstance(c, dict) and (c.get("system"), str(c.get("code"))) in self.spinal_mri_codes
+                isinstance(c, dict)
+                and isinstance(c.get("system"), str)
+                and (c["system"], str(c.get("code"))) in self.spinal_mri_codes
                 for c in _codings(raw.get("code"))
             )
         return False

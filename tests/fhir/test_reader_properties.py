@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cds_service.clinical.relevance import RelevanceFilter
@@ -57,6 +57,13 @@ def test_parse_resource_is_total(raw: Any) -> None:
 
 @PROPERTY
 @given(raw=resources)
+@example(  # found by the hook fuzzer: a coding.system that is an object, on a spinal-MRI report
+    raw={
+        "resourceType": "DiagnosticReport",
+        "status": "final",
+        "code": {"coding": [{"system": {"resourceType": "OperationOutcome"}, "code": "36400-0"}]},
+    }
+)
 def test_the_relevance_filter_is_total(raw: dict[str, Any]) -> None:
     selected = RELEVANCE.select(raw, NOW.date(), 90)
     assert selected is None or isinstance(selected, dict)
