@@ -14,7 +14,7 @@ import copy
 from typing import Any
 
 import msgspec
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cds_service.clinical.relevance import RelevanceFilter
@@ -60,6 +60,13 @@ def test_parse_resource_is_total(raw: Any) -> None:
 
 @PROPERTY
 @given(raw=resources)
+@example(  # found by the hook fuzzer: a coding.system that is an object, on a spinal-MRI report
+    raw={
+        "resourceType": "DiagnosticReport",
+        "status": "final",
+        "code": {"coding": [{"system": {"resourceType": "OperationOutcome"}, "code": "36400-0"}]},
+    }
+)
 def test_the_relevance_filter_is_total(raw: dict[str, Any]) -> None:
     decoded = decoded_resource(raw) if isinstance(raw, dict) else None
     assert RELEVANCE.keep(decoded if decoded is not None else raw, NOW.date(), 90) in (True, False)
