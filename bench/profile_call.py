@@ -130,7 +130,7 @@ class GcTimer:
 # that no longer exists is reported as "not found". (module, attribute, label, top-level stage?)
 STAGES: list[tuple[str, str, str, bool]] = [
     ("cds_service.protocol.body", "read_limited_body", "read the request body", True),
-    ("cds_service.protocol.body", "parse_json_object", "parse JSON (orjson) + nesting-depth check", True),
+    ("cds_service.protocol.body", "parse_json_object", "parse the JSON envelope (prefetch left undecoded)", True),
     (
         "cds_service.jsonlimits",
         "nested_deeper_than",
@@ -138,14 +138,10 @@ STAGES: list[tuple[str, str, str, bool]] = [
         False,
     ),
     ("cds_service.protocol.models", "CdsRequest.model_validate", "validate the CDS Hooks request (pydantic)", True),
-    ("cds_service.fhir.prefetch", "read_prefetch", "prefetch -> FHIR models (read_prefetch)", True),
-    (
-        "cds_service.clinical.relevance",
-        "RelevanceFilter.select",
-        "of which the relevance filter on raw resources",
-        False,
-    ),
-    ("cds_service.fhir.fast", "read_plain", "of which the fast reader (read_plain; its refusals included)", False),
+    ("cds_service.fhir.prefetch", "read_prefetch", "prefetch -> typed resources (read_prefetch)", True),
+    ("cds_service.fhir.decode", "typed_value", "of which typed decoding of each prefetch value", False),
+    ("cds_service.clinical.relevance", "RelevanceFilter.keep", "of which the relevance filter", False),
+    ("cds_service.fhir.schema", "conforms", "of which the conformance check of the resources kept", False),
     (
         "cds_service.fhir.parse",
         "parse_resource",
@@ -342,10 +338,14 @@ def short(func: tuple[str, int, str]) -> str:
     return f"{path}:{line} {name}"
 
 
+DATA = os.environ.get("CDS_BENCH_DATA", "generated")  # or "real": bench/real_shaped.py (--data)
+
+
 def profile_size(n: int, calls: int, top: int, memory: bool) -> dict[str, Any]:
     import generate
+    import real_shaped
 
-    body = generate.file_for(n).read_bytes()
+    body = (real_shaped.file_for(n) if DATA == "real" else generate.file_for(n)).read_bytes()
     app = build_app()
     loop = asyncio.new_event_loop()
     lifespan = app.router.lifespan_context(app)  # start-up as under uvicorn (opens the database, clients)
@@ -491,8 +491,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc pass")
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown here")
+    parser.add_argument("--data", choices=("generated", "real"), default="generated")
     args = parser.parse_args(argv)
+    global DATA
+    DATA = args.data
     import generate
+    import real_shaped
+
+    if args.data == "real":
+        import datetime as dt
+
+        real_shaped.write(args.sizes, dt.datetime.now(dt.UTC).date())
 
     missing = [n for n in args.sizes if not generate.file_for(n).exists()]
     if missing:

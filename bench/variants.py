@@ -5,7 +5,7 @@ They wrap the unchanged apps; nothing in cds_service/ is modified.
 * `service_gc_frozen` / `ceiling_gc_frozen`: after start-up, `gc.collect(); gc.freeze()`: the
   objects that exist once the app is up (modules, models, value sets, ...) leave the cyclic garbage
   collector's generations, so a full collection triggered by a request's allocations no longer
-  walks them. The one-line change this measures would go at the end of the app's start-up.
+  walks them. (The service has no such freeze of its own: bench/README.md says why.)
 
     .venv/bin/python bench/run.py --quick --sizes 100 1000 \
         --service-app bench.variants:service_gc_frozen --ceiling-app bench.variants:ceiling_gc_frozen \
@@ -13,8 +13,8 @@ They wrap the unchanged apps; nothing in cds_service/ is modified.
 
 * `service_free_rules`, `service_free_reading`, `service_free_both`: bounds, not optimisations.
   The bench posts one request over and over; these variants compute the clinical facts
-  (`extract_facts`) and/or the patient data (prefetch reading: relevance filter, fast reader,
-  `fhir.resources`) for the first call and hand the same result to every later call, so that stage
+  (`extract_facts`) and/or the patient data (prefetch reading: typed decoding, relevance filter,
+  conformance check) for the first call and hand the same result to every later call, so that stage
   costs nothing. What is left is what no speed-up of that stage can remove. Only for the bench:
   every patient would get the first patient's facts.
 

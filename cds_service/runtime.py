@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp
 
-from cds_service.gcpause import freeze_start_up_objects
 from cds_service.protocol.connections import install_loop_error_filter
 from cds_service.protocol.service import ServiceRegistry
 from cds_service.services.card_memory import CardMemory
@@ -65,8 +64,6 @@ class Runtime:
             # First at shutdown: the issued cards still queued, within a bound.
             stack.push_async_callback(self.card_memory.flush, SHUTDOWN_FLUSH_SECONDS)
             install_loop_error_filter()
-            if self.settings.gc_freeze_at_startup:
-                freeze_start_up_objects()
             yield
 
     async def _close_storage(self) -> None:

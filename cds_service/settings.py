@@ -107,9 +107,6 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
 
     log_level: str = "INFO"
-    # Freeze the objects alive at start-up out of the cyclic GC's reach (see gcpause.py). Tests that
-    # start many apps in one process turn it off: frozen objects are never collected.
-    gc_freeze_at_startup: bool = True
 
     @field_validator("admin_token", mode="before")
     @classmethod

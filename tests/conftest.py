@@ -17,8 +17,6 @@ from cds_service.security import AuthSettings
 
 # Apps started by tests keep their SQLite file out of the working tree (the default is ./cds-service.db).
 os.environ.setdefault("CDS_DATABASE_URL", f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='cds-tests-')}/cds.db")
-# Many apps start in one test process: frozen start-up objects would never be collected (gcpause.py).
-os.environ.setdefault("CDS_GC_FREEZE_AT_STARTUP", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures" / "patient-view"

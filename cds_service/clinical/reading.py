@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Any
 
 from cds_service.clinical import facts
 from cds_service.clinical.facts import Evidence
 from cds_service.clinical.text import affirmed_phrase
-from cds_service.clinical.valuesets import Concept, system_name
+from cds_service.clinical.valuesets import Concept, ConceptIndex, system_name
 
 
 def codings(concept: Any) -> list[Any]:
@@ -75,14 +76,6 @@ def to_date(value: Any) -> dt.date | None:
             return dt.date(year, month, day)
         except (ValueError, IndexError):
             return None
-    return None
-
-
-def first_date(*values: Any) -> dt.date | None:
-    for value in values:
-        date = to_date(value)
-        if date is not None:
-            return date
     return None
 
 
@@ -219,6 +212,31 @@ def text_match(texts_seen: list[str], concept: Concept) -> str | None:
         if affirmed_phrase(text, concept.text):
             return f'text "{text}"'
     return None
+
+
+def add_coded(found: dict[str, str], index: ConceptIndex, codings_seen: list[Any]) -> None:
+    """Record, for each concept of `index` not yet in `found`, the first of `codings_seen` it names."""
+    for coding in codings_seen:
+        for key in index.coded(coding.system, coding.code):
+            if key not in found:
+                display = index.by_key[key].codes.get((coding.system, coding.code)) or coding.display
+                found[key] = describe_code(coding.system, coding.code, display)
+
+
+def add_named(
+    found: dict[str, str],
+    index: ConceptIndex,
+    texts_seen: list[str],
+    affirms: Callable[[str, Concept], bool] | None = None,
+) -> None:
+    """Record, for each concept of `index` not yet in `found`, the first of `texts_seen` that affirms
+    one of its phrases (`affirms` decides when given)."""
+    for text in texts_seen:
+        for concept in index.named_in(text):
+            if concept.key in found:
+                continue
+            if affirms(text, concept) if affirms is not None else affirmed_phrase(text, concept.text):
+                found[concept.key] = f'text "{text}"'
 
 
 def match_codes(concept_value: Any, concept: Concept) -> str | None:

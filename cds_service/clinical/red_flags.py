@@ -18,8 +18,9 @@ from typing import Any
 from cds_service.clinical import valuesets
 from cds_service.clinical.facts import Finding
 from cds_service.clinical.reading import (
+    add_coded,
+    add_named,
     clinical_date,
-    code_match,
     codings,
     condition_is_active,
     condition_is_erroneous,
@@ -28,7 +29,6 @@ from cds_service.clinical.reading import (
     observation_is_usable,
     observation_value_texts,
     resource_texts,
-    text_match,
     texts,
     within_days,
 )
@@ -39,7 +39,7 @@ def red_flag_findings(
     conditions: Iterable[Any], observations: Iterable[Any], now: dt.date, lookback_days: int
 ) -> tuple[list[Finding], list[Finding]]:
     """(new red flags, chronic red flags)."""
-    concepts = valuesets.concepts("red_flags").values()
+    index = valuesets.index("red_flags")
     bilateral = valuesets.phrases("red_flags", "bilateralText")
     new: list[Finding] = []
     chronic: list[Finding] = []
@@ -51,37 +51,29 @@ def red_flag_findings(
         if is_new or condition_is_active(condition):
             candidates.append((condition, is_new))
     for observation in observations:
-        if observation_is_usable(observation):
+        if observation_is_usable(observation) and not observation_is_negative(observation):
             candidates.append((observation, within_days(clinical_date(observation), now, lookback_days)))
 
-    quick = valuesets.screen("red_flags")
     for resource, is_new in candidates:
-        # Read the resource once; then each concept looks, in order, at the code's codings, the
-        # code's texts and (an Observation's) value codings and value texts.
-        code_codings, code_texts = codings(resource.code), texts(resource.code)
-        value_codings: list[Any] = []
-        value_texts: list[str] = []
-        is_observation = resource.get_resource_type() == "Observation"
-        if is_observation:
-            value_codings, value_texts = codings(resource.valueCodeableConcept), observation_value_texts(resource)
-        if not quick.may_match(code_codings + value_codings, code_texts + value_texts):
+        # Each red flag's first match: the code's codings, the code's texts, then (an Observation's)
+        # value codings and value texts.
+        found: dict[str, str] = {}
+        add_coded(found, index, codings(resource.code))
+        add_named(found, index, texts(resource.code))
+        if resource.get_resource_type() == "Observation":
+            add_coded(found, index, codings(resource.valueCodeableConcept))
+            add_named(found, index, observation_value_texts(resource))
+        if not found:
             continue
-        if is_observation and observation_is_negative(resource):
-            continue  # it records the absence of the finding
-        both_sides: bool | None = None
-        for concept in concepts:
-            matched = (
-                code_match(code_codings, concept)
-                or text_match(code_texts, concept)
-                or code_match(value_codings, concept)
-                or text_match(value_texts, concept)
-            )
-            if not matched:
-                continue
-            if both_sides is None:
-                both_sides = any(any_phrase(t, bilateral) for t in resource_texts(resource))
-            finding = Finding(
-                concept.key, concept.label, evidence(resource, matched), concept.extra.get("group", ""), both_sides
-            )
-            (new if is_new else chronic).append(finding)
+        both_sides = any(any_phrase(t, bilateral) for t in resource_texts(resource))
+        for concept in index.concepts:
+            if concept.key in found:
+                finding = Finding(
+                    concept.key,
+                    concept.label,
+                    evidence(resource, found[concept.key]),
+                    concept.extra.get("group", ""),
+                    both_sides,
+                )
+                (new if is_new else chronic).append(finding)
     return new, chronic

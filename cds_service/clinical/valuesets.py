@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -154,36 +153,123 @@ def phrases(name: str, element: str) -> re.Pattern[str] | None:
 
 
 @dataclass(frozen=True)
-class Screen:
-    """A quick test that *no* concept of a value set can match a resource, so the per-concept rules
-    can be skipped. It only says "maybe": the rules still decide."""
+class ConceptIndex:
+    """Which concepts of a value set a coding or a text names: look-ups built once from the value set.
 
-    codes: frozenset[tuple[str, str]]
-    icd10: bool
-    text: PhraseGate | None
+    A coding is looked up by (system, code), and ICD-10 codes by prefix. A text can only affirm a
+    phrase where the phrase's first word occurs, so the concepts are filed under the first words of
+    their phrases: `named_in(text)` gives the concepts one of whose phrases begins with a word of
+    the text (`also` files a concept under a phrase list stored beside the concepts too). Whether
+    the text affirms the phrase is then the rule's question (clinical/text.py)."""
 
-    def may_match(self, codings: Iterable[Any], texts: list[str]) -> bool:
-        for coding in codings:
-            if coding.code and (
-                (coding.system, coding.code) in self.codes or (self.icd10 and is_icd10_system(coding.system))
-            ):
-                return True
-        return bool(texts) and self.text is not None and self.text.search(" | ".join(texts))
+    concepts: tuple[Concept, ...]
+    by_key: dict[str, Concept]
+    by_code: dict[tuple[str, str], tuple[str, ...]]
+    icd10: tuple[Concept, ...]
+    by_first_word: dict[str, frozenset[str]]
+
+    @classmethod
+    def of(cls, name: str, also: tuple[tuple[str, str], ...] = ()) -> ConceptIndex:
+        found = tuple(concepts(name).values())
+        by_code: dict[tuple[str, str], list[str]] = {}
+        by_word: dict[str, set[str]] = {}
+        extra = {key: load(name).get(element, []) for key, element in also}
+        for concept in found:
+            for system_code in concept.codes:
+                by_code.setdefault(system_code, []).append(concept.key)
+            for phrase in load(name)["concepts"][concept.key].get("text", []) + extra.get(concept.key, []):
+                by_word.setdefault(first_word(phrase), set()).add(concept.key)
+        return cls(
+            found,
+            {c.key: c for c in found},
+            {k: tuple(v) for k, v in by_code.items()},
+            tuple(c for c in found if c.icd10_prefixes),
+            {k: frozenset(v) for k, v in by_word.items()},
+        )
+
+    def coded(self, system: str | None, code: str | None) -> tuple[str, ...]:
+        """The keys of the concepts this coding names, in value-set order."""
+        if not code:
+            return ()
+        exact = self.by_code.get((system, code), ()) if system is not None else ()
+        if not self.icd10 or not is_icd10_system(system):
+            return exact
+        by_prefix = {c.key for c in self.icd10 if c.match_code(system, code)}
+        return tuple(c.key for c in self.concepts if c.key in exact or c.key in by_prefix)
+
+    def named_in(self, text: str) -> list[Concept]:
+        """The concepts with a phrase that begins with a word of `text`, in value-set order."""
+        keys: set[str] = set()
+        for word in _TOKEN.findall(text.lower()):
+            found = self.by_first_word.get(word)
+            if found is not None:
+                keys.update(found)
+        return [c for c in self.concepts if c.key in keys] if keys else []
+
+
+def first_word(phrase: str) -> str:
+    tokens = _TOKEN.findall(phrase.lower())
+    if not tokens:
+        raise ValueError(f"phrase without a word: {phrase!r}")
+    return str(tokens[0])
 
 
 @cache
-def screen(name: str, *extra_phrases: str) -> Screen:
-    """The screen of value set `name`; `extra_phrases` names phrase lists stored beside the concepts."""
-    doc = load(name)
-    concepts_doc = doc.get("concepts", {}).values()
-    phrases_all = [p for c in concepts_doc for p in c.get("text", [])]
-    for element in extra_phrases:
-        phrases_all += doc.get(element, [])
-    return Screen(
-        codes=frozenset((c["system"], c["code"]) for concept in concepts_doc for c in concept.get("codes", [])),
-        icd10=any(concept.get("icd10Prefixes") for concept in concepts_doc),
-        text=PhraseGate.of(phrases_all),
-    )
+def index(name: str, also: tuple[tuple[str, str], ...] = ()) -> ConceptIndex:
+    """The concept index of value set `name` (built once per process)."""
+    return ConceptIndex.of(name, also)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Every code, ICD-10 prefix and phrase of some value sets, wherever each stores them (concepts,
+    product and procedure tables, phrase lists beside the concepts): what a rule reading those value
+    sets could recognise at all."""
+
+    codes: frozenset[tuple[str, str]]
+    icd10_prefixes: tuple[str, ...]
+    phrases: PhraseGate | None
+
+    def names_code(self, system: str | None, code: str | None) -> bool:
+        if not code:
+            return False
+        if (system, code) in self.codes:
+            return True
+        return (
+            bool(self.icd10_prefixes)
+            and is_icd10_system(system)
+            and normalise_icd10(code).startswith(self.icd10_prefixes)
+        )
+
+    def names_in(self, text: str) -> bool:
+        return self.phrases is not None and self.phrases.search(text)
+
+
+def _walk_value_set(node: Any, key: str, codes: set[tuple[str, str]], prefixes: set[str], phrases: list[str]) -> None:
+    if isinstance(node, dict):
+        if isinstance(node.get("system"), str) and isinstance(node.get("code"), str):
+            codes.add((node["system"], node["code"]))
+        for k, v in node.items():
+            _walk_value_set(v, k, codes, prefixes, phrases)
+    elif isinstance(node, list):
+        if key == "icd10Prefixes":
+            prefixes.update(normalise_icd10(p) for p in node)
+        elif key == "text" or key.endswith("Text"):
+            phrases.extend(p for p in node if isinstance(p, str))
+        else:
+            for v in node:
+                _walk_value_set(v, key, codes, prefixes, phrases)
+
+
+@cache
+def vocabulary(*names: str) -> Vocabulary:
+    """The vocabulary of the value sets `names` (all of them when none is named)."""
+    codes: set[tuple[str, str]] = set()
+    prefixes: set[str] = set()
+    phrases: list[str] = []
+    for name in names or ALL_VALUE_SETS:
+        _walk_value_set(load(name), "", codes, prefixes, phrases)
+    return Vocabulary(frozenset(codes), tuple(sorted(prefixes)), PhraseGate.of(phrases))
 
 
 ALL_VALUE_SETS = (

@@ -52,12 +52,12 @@ class ParseOutcome:
     reason: str | None = None
 
 
-def _stringify_numbers(node: Any, key: str | None = None) -> Any:
+def stringify_numbers(node: Any, key: str | None = None) -> Any:
     """Codes and ids are strings in FHIR; some systems write them as JSON numbers (exact in Python)."""
     if isinstance(node, dict):
-        return {k: _stringify_numbers(v, k) for k, v in node.items()}
+        return {k: stringify_numbers(v, k) for k, v in node.items()}
     if isinstance(node, list):
-        return [_stringify_numbers(v, key) for v in node]
+        return [stringify_numbers(v, key) for v in node]
     if key in ("code", "id", "version", "system") and isinstance(node, int) and not isinstance(node, bool):
         return str(node)
     return node
@@ -108,7 +108,7 @@ def parse_resource(raw: Any) -> ParseOutcome:
     except (ValidationError, ValueError, TypeError, RecursionError):
         pass
 
-    data = _stringify_numbers(raw)
+    data = stringify_numbers(raw)
     dropped: list[str] = []
     copied = False
     for _ in range(_MAX_REPAIR_ROUNDS):

@@ -1,7 +1,7 @@
 """Reading a request body safely: a size limit, JSON parsing, a nesting-depth limit.
 
-Too large -> 413; not JSON, not an object, or nested deeper than the limit -> 400 (orjson itself
-refuses more than 1024 levels). Nothing here can
+Too large -> 413; not JSON, not an object, or nested deeper than the limit -> 400 (the JSON decoder
+itself refuses about 1,000 levels). Nothing here can
 hang on a slow or endless body beyond the server's own timeouts: we stop reading at the limit.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import orjson
 from fastapi import Request
 
-from cds_service.gcpause import gc_paused
 from cds_service.jsonlimits import nested_deeper_than
 from cds_service.protocol.errors import CdsError
 
@@ -39,26 +39,55 @@ def _too_large(max_bytes: int) -> CdsError:
     return CdsError(413, "payload_too_large", f"The request body is larger than {max_bytes} bytes.")
 
 
+_MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_VALUES_BY_KEY = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
 def parse_json_object(
     body: bytes, max_depth: int, checked_later: frozenset[tuple[str, ...]] = frozenset()
 ) -> dict[str, Any]:
     """The body as a JSON object, or a 400.
 
     Members at the paths in `checked_later` (a large `prefetch`, the draft orders) are not walked
-    here: the data layer checks the depth of each resource it reads and skips those nested too
-    deeply, and never reads the others; walking thousands of resources twice would cost more than
-    the rest of the call."""
+    for depth here: the data layer reads only what it declares, and checks the depth of anything it
+    reads otherwise. A top-level one (the `prefetch`) is not even decoded: an object member stays an
+    object of undecoded values (`msgspec.Raw`), each decoded by the data layer when, and only if, it
+    reads that key (fhir/decode.py), into the elements it reads. Decoding thousands of resources
+    into dicts first would cost more than the rest of the call."""
     if not body.strip():
         raise CdsError(400, "invalid_json", "The request body is empty; a JSON object is expected.")
     try:
-        with gc_paused():
-            value = orjson.loads(body)
+        members = _MEMBERS.decode(body)
+    except msgspec.ValidationError:
+        raise CdsError(400, "invalid_request", "The request body must be a JSON object.") from None
+    except msgspec.DecodeError:
+        raise CdsError(400, "invalid_json", "The request body is not valid JSON.") from None
+    except RecursionError:  # past ~1,000 levels somewhere: parsed whole, as JSON data
+        return _parsed_whole(body, max_depth, checked_later)
+    undecoded = {path[0] for path in checked_later if len(path) == 1}
+    value: dict[str, Any] = {}
+    for name, raw in members.items():
+        try:
+            value[name] = _undecoded_object(raw) if name in undecoded else msgspec.json.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # e.g. a number out of range
+            raise CdsError(400, "invalid_json", "The request body is not valid JSON.") from None
+    envelope = _without({k: v for k, v in value.items() if k not in undecoded}, checked_later)
+    if nested_deeper_than(envelope, max_depth):
+        raise CdsError(400, "too_deeply_nested", f"The request body is nested deeper than {max_depth} levels.")
+    return value
+
+
+def _parsed_whole(body: bytes, max_depth: int, checked_later: frozenset[tuple[str, ...]]) -> dict[str, Any]:
+    """A body nested too deeply for the undecoded reading (which stops near Python's recursion limit)
+    but not for orjson (1,024 levels): decoded into JSON data, the prefetch included; the data layer
+    reads parsed values too, and skips a resource nested too deeply."""
+    try:
+        value = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise CdsError(400, "invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(value, dict):
         raise CdsError(400, "invalid_request", "The request body must be a JSON object.")
-    envelope = _without(value, checked_later) if checked_later else value
-    if nested_deeper_than(envelope, max_depth):
+    if nested_deeper_than(_without(value, checked_later), max_depth):
         raise CdsError(400, "too_deeply_nested", f"The request body is nested deeper than {max_depth} levels.")
     return value
 
@@ -76,3 +105,11 @@ def _without(value: dict[str, Any], paths: frozenset[tuple[str, ...]]) -> dict[s
             else:
                 node[key] = node = dict(node[key]) if isinstance(node[key], dict) else node[key]
     return out
+
+
+def _undecoded_object(raw: msgspec.Raw) -> Any:
+    """An object as {key: undecoded value}; anything else decoded (the request model then refuses it)."""
+    try:
+        return _VALUES_BY_KEY.decode(raw)
+    except msgspec.ValidationError:
+        return msgspec.json.decode(raw)

@@ -14,7 +14,6 @@ from cds_service.clinical.decision import decide
 from cds_service.clinical.extract import extract_facts
 from cds_service.clinical.multiple_sclerosis import ms_findings
 from cds_service.clinical.relevance import RelevanceFilter
-from cds_service.gcpause import gc_paused
 from cds_service.protocol.call_url import call_base_url
 from cds_service.protocol.models import CdsRequest, CdsResponse, PatientViewContext, ServiceDescriptor
 from cds_service.protocol.service import CdsService
@@ -60,11 +59,10 @@ class MsBackPainPatientView(CdsService[PatientViewContext]):
         )
         if data is None:
             return CdsResponse(cards=[])
-        with gc_paused():  # the rules allocate much and free it by reference counting
-            facts = extract_facts(
-                data.resources, now.date(), self._rules, data.medications_assessed, encounter_id=context.encounterId
-            )
-            decision = decide(facts)
+        facts = extract_facts(
+            data.resources, now.date(), self._rules, data.medications_assessed, encounter_id=context.encounterId
+        )
+        decision = decide(facts)
         if self._memory is not None and decision.shows_card:
             override = await self._memory.last_override(SERVICE_ID, patient_id, now)
             if override is not None:

@@ -17,7 +17,6 @@ from cds_service.clinical.order_rules import advise_orders
 from cds_service.clinical.orders import DraftOrder, classify_order, order_reason_findings, reason_conditions
 from cds_service.clinical.relevance import RelevanceFilter
 from cds_service.fhir.parse import parse_resource
-from cds_service.gcpause import gc_paused
 from cds_service.protocol.call_url import call_base_url
 from cds_service.protocol.models import (
     CdsRequest,
@@ -132,16 +131,15 @@ class _MsBackPainOrders(CdsService[ContextT]):
         if data is None:
             return CdsResponse(cards=[])
         # The selected orders' own reasons count as evidence; other drafts are context only.
-        with gc_paused():  # the rules allocate much and free it by reference counting
-            facts = extract_facts(
-                data.resources + reason_conds,
-                now.date(),
-                self._rules,
-                data.medications_assessed,
-                orders=targets,
-                encounter_id=context.encounterId,
-            )
-            decision = decide(facts)
+        facts = extract_facts(
+            data.resources + reason_conds,
+            now.date(),
+            self._rules,
+            data.medications_assessed,
+            orders=targets,
+            encounter_id=context.encounterId,
+        )
+        decision = decide(facts)
         medications = {ref: model for ref, model in bundled.items() if ref.startswith("Medication/")}
         all_drafts: list[DraftOrder] = [classify_order(o, medications) for o in orders]
         by_ref = {d.reference: d for d in all_drafts}

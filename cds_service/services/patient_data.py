@@ -15,7 +15,7 @@ from typing import Any
 
 from cds_service.clinical import valuesets
 from cds_service.fhir.policy import FilledQuery, Need, OnFailure, PrefetchKey, PrefetchPolicy
-from cds_service.fhir.prefetch import PrefetchData, read_prefetch, unusable_keys
+from cds_service.fhir.prefetch import PrefetchData, Select, read_prefetch, unusable_keys
 from cds_service.fhir.source import DataUnavailable, MissingDataFetcher, ServerNotAllowed
 from cds_service.protocol.models import CdsRequest
 
@@ -133,7 +133,7 @@ def prefetch_templates() -> dict[str, str]:
 class _Call:
     request: CdsRequest
     patient_id: str
-    select: Callable[[dict[str, Any]], dict[str, Any] | None] | None
+    select: Select | None
     queries: dict[str, FilledQuery]  # the keys this request can fill (no encounterId: no encounter key)
 
     def keys(self, policy: PrefetchPolicy, need: Need) -> tuple[str, ...]:
@@ -222,14 +222,14 @@ class PatientDataLoader:
         request: CdsRequest,
         patient_id: str,
         has_ms: Callable[[list[Any]], bool],
-        select: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+        select: Select | None = None,
     ) -> PatientData | None:
         """The patient's resources, or None when the first keys (the Conditions) show no MS (`has_ms` decides).
 
         The ALWAYS keys are read first; the others (most of a long record) only once MS is found, so
         a patient without MS (most patients) costs little. Keys the client did not usably send are read
         from the FHIR server; required ones that cannot be had raise DataUnavailable (412), optional
-        ones are done without. `select` declines (or trims) raw resources before they are validated:
+        ones are done without. `select` declines resources no rule can use:
         see clinical/relevance.py."""
         context = {**request.context, "patientId": patient_id}
         call = _Call(request, patient_id, select, self.policy.fill(context))

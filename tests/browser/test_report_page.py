@@ -89,7 +89,7 @@ def _app(tmp_path: Path) -> Any:
     # Playwright's sync API keeps an event loop running in this thread: seed from another one.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, _twelve_weeks(url)).result()
-    settings = Settings(admin_token=TOKEN, gc_freeze_at_startup=False)
+    settings = Settings(admin_token=TOKEN)
     return create_app(
         settings=settings, auth=NO_AUTH, storage=StorageSettings(database_url=url, patient_hash_key="b" * 40)
     )

@@ -24,6 +24,7 @@ from cds_service.clinical.drug_value_sets import (
 )
 from cds_service.clinical.medications import analgesic_classes
 from cds_service.clinical.relevance import RelevanceFilter
+from cds_service.fhir.decode import typed_resource
 from cds_service.fhir.parse import parse_resource
 from tests.conftest import NOW, SHARED
 
@@ -213,7 +214,8 @@ def test_the_relevance_filter_keeps_a_medication_coded_only_by_a_published_produ
             "subject": {"reference": "Patient/p1"},
             "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": code}]},
         }
-        assert relevance.select(raw, NOW.date(), 90) is not None, code
+        typed = typed_resource(raw)
+        assert typed is not None and relevance.keep(typed, NOW.date(), 90), code
 
 
 def test_hand_kept_products_agree_with_the_published_sets() -> None:

@@ -20,6 +20,7 @@ from cds_service.clinical import facts as f
 from cds_service.clinical.decision import Level, decide
 from cds_service.clinical.extract import extract_facts
 from cds_service.clinical.relevance import RelevanceFilter
+from cds_service.fhir.decode import typed_resource
 from cds_service.fhir.parse import parse_resource
 
 NOW = dt.date(2026, 11, 25)
@@ -369,24 +370,29 @@ def test_the_visit_reason_text_can_show_a_mechanical_pattern_or_no_relief() -> N
     assert [p.concept for p in facts.poor_analgesic_response] == ["no_relief"]
 
 
-# --- the relevance pre-filter lets the new records through, trimmed ------------------------------------
+# --- the typed reader and the relevance pre-filter let the new records through ---------------------------
+
+
+def _kept(raw: dict[str, Any]) -> Any:
+    """The record as the typed reader reads it, when the relevance pre-filter keeps it; else None."""
+    typed = typed_resource(raw)
+    assert typed is not None, raw
+    return typed if RelevanceFilter.from_value_sets().keep(typed, NOW, 90) else None
 
 
 def test_relevance_filter_keeps_spinal_mri_reports_procedures_and_encounters() -> None:
-    relevance = RelevanceFilter.from_value_sets()
     lab = report("cbc", cc(LOINC, "58410-2", "CBC panel"))
     lab["category"] = [cc(V2_0074, "LAB")]
     appendectomy = procedure("app", cc(SCT, "80146002", "Appendectomy"))
-    kept_report = relevance.select(report("dr", CERVICAL_MRI, presentedForm=[{"data": "QUJD"}]), NOW, 90)
-    assert kept_report is not None and "presentedForm" not in kept_report
-    assert relevance.select(procedure("pr", cc(CPT, "72156")), NOW, 90) is not None
-    assert relevance.select(VISIT_BACK_PAIN, NOW, 90) is not None
-    assert relevance.select(lab, NOW, 90) is None
-    assert relevance.select(appendectomy, NOW, 90) is None
+    kept_report = _kept(report("dr", CERVICAL_MRI, presentedForm=[{"data": "QUJD"}]))
+    assert kept_report is not None and not hasattr(kept_report, "presentedForm")  # undeclared: never read
+    assert _kept(procedure("pr", cc(CPT, "72156"))) is not None
+    assert _kept(VISIT_BACK_PAIN) is not None
+    assert _kept(lab) is None
+    assert _kept(appendectomy) is None
 
 
 def test_relevance_filter_changes_no_fact_on_these_records() -> None:
-    relevance = RelevanceFilter.from_value_sets()
     raws = [
         MS,
         imaging_study(
@@ -399,11 +405,9 @@ def test_relevance_filter_changes_no_fact_on_these_records() -> None:
         procedure("pr", cc(CPT, "72157"), report=[{"reference": "DiagnosticReport/dr"}], note=[{"text": "x"}]),
         VISIT_BACK_PAIN,
     ]
-    trimmed = [kept for raw in raws if (kept := relevance.select(raw, NOW, 90)) is not None]
-    assert len(trimmed) == len(raws)
-    assert extract_facts(models(*trimmed), NOW, encounter_id="enc-1") == extract_facts(
-        models(*raws), NOW, encounter_id="enc-1"
-    )
+    typed = [kept for raw in raws if (kept := _kept(raw)) is not None]
+    assert len(typed) == len(raws)
+    assert extract_facts(typed, NOW, encounter_id="enc-1") == extract_facts(models(*raws), NOW, encounter_id="enc-1")
 
 
 # --- NSAID trial: only one started for this back pain -------------------------------------------------

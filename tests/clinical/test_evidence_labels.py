@@ -2,7 +2,7 @@
 names "problem list", "visit reason", "radiology report" ... and the date, never FHIR ids or codes).
 
 `where` comes from the resource type and, for a Condition, its category; `date_label` from the date
-element that was used (onset: "since", recordedDate: "recorded" ...). Both readers (the fast one and
+element that was used (onset: "since", recordedDate: "recorded" ...). Both readers (the typed one and
 `fhir.resources`) and the relevance pre-filter keep what these need.
 """
 
@@ -17,7 +17,7 @@ from cds_service.clinical import facts as f
 from cds_service.clinical.extract import extract_facts
 from cds_service.clinical.reading import dated, evidence, where_recorded
 from cds_service.clinical.relevance import RelevanceFilter
-from cds_service.fhir.fast import read_plain
+from cds_service.fhir.decode import typed_resource
 from cds_service.fhir.parse import parse_resource
 from cds_service.fhir.prefetch import read_prefetch
 from cds_service.services.patient_data import WANTED_TYPES
@@ -30,11 +30,11 @@ LBP = {"coding": [{"system": SCT, "code": "279039007", "display": "Low back pain
 
 
 def _both(raw: dict[str, Any]) -> list[Any]:
-    """The resource read by `fhir.resources` and, when it takes it, by the fast reader."""
+    """The resource read by `fhir.resources` and, when it takes it, by the typed reader."""
     model = parse_resource(raw).resource
     assert model is not None, raw
-    fast = read_plain(raw)
-    return [model] + ([fast] if fast is not None else [])
+    typed = typed_resource(raw)
+    return [model] + ([typed] if typed is not None else [])
 
 
 def _condition(category: str | None = None, **dates: str) -> dict[str, Any]:
@@ -135,14 +135,15 @@ def test_problem_list_wins_when_a_condition_is_both() -> None:
         assert where_recorded(resource) == f.PROBLEM_LIST
 
 
-def test_the_fast_reader_reads_the_category() -> None:
-    fast = read_plain(_condition("encounter-diagnosis", onsetDateTime="2026-10-01"))
-    assert fast is not None and where_recorded(fast) == f.ENCOUNTER_DIAGNOSIS
+def test_the_typed_reader_reads_the_category() -> None:
+    typed = typed_resource(_condition("encounter-diagnosis", onsetDateTime="2026-10-01"))
+    assert typed is not None and where_recorded(typed) == f.ENCOUNTER_DIAGNOSIS
 
 
 def test_the_relevance_filter_keeps_the_category() -> None:
-    kept = RelevanceFilter.from_value_sets().select(_condition("problem-list-item"), NOW.date(), 90)
-    assert kept is not None and kept["category"][0]["coding"][0]["code"] == "problem-list-item"
+    typed = typed_resource(_condition("problem-list-item"))
+    assert typed is not None and RelevanceFilter.from_value_sets().keep(typed, NOW.date(), 90)
+    assert typed.category[0].coding[0].code == "problem-list-item"
 
 
 def test_an_explicit_where_wins() -> None:

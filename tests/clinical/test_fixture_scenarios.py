@@ -147,7 +147,7 @@ def test_precondition_scenarios(client, name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_relevance_filter_changes_no_fact(name: str) -> None:
-    """Resources declined before validation could not have been used by any rule."""
+    """Resources the relevance filter declines could not have been used by any rule."""
     from cds_service.clinical.relevance import RelevanceFilter
 
     request = load_fixture(name)

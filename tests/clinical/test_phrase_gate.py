@@ -102,14 +102,17 @@ def test_the_gate_answers_as_one_regex_of_all_phrases(name: str) -> None:
     assert found > 0 and found < len(TEXTS)
 
 
-def test_the_service_gates_are_built_from_the_value_sets() -> None:
+def test_the_relevance_vocabulary_is_built_from_the_value_sets() -> None:
     relevance = RelevanceFilter.from_value_sets()
-    assert relevance.finding_text.search("new numbness in both legs")
-    assert not relevance.finding_text.search("Heart rate")
-    assert relevance.drug_text.search("ibuprofen 400 mg tablet") and not relevance.drug_text.search(
-        "baclofen 10 mg tablet"
-    )
-    assert valuesets.screen("red_flags").text is not None
+    vocabulary = relevance.findings
+    assert vocabulary.names_in("new numbness in both legs")
+    assert not vocabulary.names_in("Heart rate")
+    assert vocabulary.names_in("ibuprofen 400 mg tablet")  # analgesics
+    assert vocabulary.names_in("electric shock down the spine")  # cord_features.shockText
+    assert relevance.windowed.names_code("http://loinc.org", "72514-3")  # pain severity: in the window only
+    assert vocabulary.names_code("http://www.nlm.nih.gov/research/umls/rxnorm", "5640")  # ibuprofen
+    assert vocabulary.names_code("http://hl7.org/fhir/sid/icd-10-cm", "G35.D")  # MS by ICD-10 prefix
+    assert not vocabulary.names_code("http://loinc.org", "8867-4")  # heart rate
 
 
 def test_a_phrase_without_a_word_is_refused() -> None:

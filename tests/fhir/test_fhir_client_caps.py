@@ -26,7 +26,7 @@ FIXTURE = "urgent-new-paraparesis"
 def _client(**settings: Any) -> TestClient:
     return TestClient(
         create_app(
-            Settings(fhir_server_allowlist=[BASE], gc_freeze_at_startup=False, **settings),
+            Settings(fhir_server_allowlist=[BASE], **settings),
             clock=lambda: NOW,
             auth=NO_AUTH,
         )

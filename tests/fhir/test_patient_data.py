@@ -52,9 +52,9 @@ class RecordingFetcher:
 def _load(body: dict[str, Any], fetcher: Any = None) -> tuple[Any, list[str]]:
     seen: list[str] = []
 
-    def select(raw: dict[str, Any]) -> dict[str, Any]:
-        seen.append(raw["resourceType"])
-        return raw
+    def select(resource: Any) -> bool:
+        seen.append(resource.get_resource_type())
+        return True
 
     loader = PatientDataLoader(fetcher or RecordingFetcher({}))
     request = CdsRequest.model_validate(body)

@@ -1,10 +1,11 @@
-"""The readers are total over JSON: for any value of any shape, read_plain, parse_resource, the
-relevance filter and read_prefetch answer (a resource, None, or a reason), never raise. Inputs are
+"""The readers are total over JSON: for any value of any shape, the typed decoder, parse_resource,
+the relevance filter and read_prefetch answer (a resource, None, or a reason), never raise. Inputs are
 the fixtures' and Synthea's resources mutated anywhere (tests/fuzzing.py), and arbitrary JSON.
 
-When the fast reader takes a mutated resource, fhir.resources reads it the same way, unrepaired
-(the property test_fast_reader.py checks on its own variants, here on hypothesis's). A resource
-nested deeper than the 64-level limit is never read, wherever the depth is.
+When the typed decoder takes a mutated resource, fhir.resources reads its declared elements the same
+way (the property test_typed_decoder.py checks on its own variants, here on hypothesis's). A
+resource nested deeper than the 64-level limit is never read by fhir.resources, wherever the depth
+is; the typed decoder reads only its declared elements, never deeper than they nest.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import msgspec
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cds_service.clinical.relevance import RelevanceFilter
-from cds_service.fhir.fast import read_plain
+from cds_service.fhir.decode import decoded_resource, typed_resource
 from cds_service.fhir.parse import parse_resource
 from cds_service.fhir.prefetch import read_prefetch
+from cds_service.fhir.schema import Resource
 from cds_service.jsonlimits import MAX_DEPTH, nested_deeper_than
 from cds_service.services.patient_data import WANTED_TYPES
 from tests.conftest import NOW
-from tests.fhir.test_fast_reader import assert_reads_the_same
+from tests.fhir.test_typed_decoder import assert_reads_the_same
 from tests.fuzzing import as_python, fuzz_examples, json_values, mutated, resource_seeds
 
 PROPERTY = settings(
@@ -39,11 +42,11 @@ any_json = st.one_of(json_values, resources)
 
 @PROPERTY
 @given(raw=any_json)
-def test_read_plain_is_total_and_never_wider_than_fhir_resources(raw: Any) -> None:
+def test_the_typed_decoder_is_total_and_never_wider_than_fhir_resources(raw: Any) -> None:
     if isinstance(raw, dict) and isinstance(raw.get("resourceType"), str):
         assert_reads_the_same(raw)
     else:
-        assert read_plain(raw) is None
+        assert not isinstance(raw, dict) or typed_resource(raw) is None
 
 
 @PROPERTY
@@ -65,8 +68,8 @@ def test_parse_resource_is_total(raw: Any) -> None:
     }
 )
 def test_the_relevance_filter_is_total(raw: dict[str, Any]) -> None:
-    selected = RELEVANCE.select(raw, NOW.date(), 90)
-    assert selected is None or isinstance(selected, dict)
+    decoded = decoded_resource(raw) if isinstance(raw, dict) else None
+    assert RELEVANCE.keep(decoded if decoded is not None else raw, NOW.date(), 90) in (True, False)
 
 
 @PROPERTY
@@ -95,7 +98,8 @@ def test_a_resource_nested_past_the_limit_is_never_read(raw: dict[str, Any], lev
     if element != "subject":  # this patient's: skipped for its depth, not for another patient
         resource["subject"] = {"reference": "Patient/any"}
     assert nested_deeper_than(resource)
-    assert read_plain(resource) is None
     assert parse_resource(resource).resource is None
     data = read_prefetch({"k": resource}, ["k"], "any", WANTED_TYPES)
-    assert data.resources.get("k", []) == []
+    read = data.resources.get("k", [])
+    # Only the typed decoder may read it: what it read is its declared elements, never the deep part.
+    assert all(isinstance(r, Resource) and not nested_deeper_than(msgspec.to_builtins(r), 12) for r in read)

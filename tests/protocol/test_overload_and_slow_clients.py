@@ -60,7 +60,7 @@ def test_above_the_in_flight_limit_hook_calls_get_503_with_retry_after_at_once()
     async def main() -> None:
         fetcher = HeldFetcher()
         app = create_app(
-            Settings(max_in_flight_calls=2, gc_freeze_at_startup=False),
+            Settings(max_in_flight_calls=2),
             clock=lambda: NOW,
             fetcher=fetcher,
             auth=NO_AUTH,
@@ -167,9 +167,7 @@ async def _call_asgi(app: Any, chunks: list[dict[str, Any]], then: str, timeout:
 
 
 def test_a_body_not_finished_in_time_gets_408_and_the_connection_closed(caplog: pytest.LogCaptureFixture) -> None:
-    app = create_app(
-        Settings(body_read_timeout_seconds=0.3, gc_freeze_at_startup=False), clock=lambda: NOW, auth=NO_AUTH
-    )
+    app = create_app(Settings(body_read_timeout_seconds=0.3), clock=lambda: NOW, auth=NO_AUTH)
     body = orjson.dumps(load_fixture(FIXTURE))
     started = time.perf_counter()
     with caplog.at_level(logging.INFO):
@@ -192,7 +190,7 @@ def test_a_body_not_finished_in_time_gets_408_and_the_connection_closed(caplog: 
 def test_a_client_that_disconnects_mid_body_is_one_info_line_without_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app = create_app(Settings(gc_freeze_at_startup=False), clock=lambda: NOW, auth=NO_AUTH)
+    app = create_app(Settings(), clock=lambda: NOW, auth=NO_AUTH)
     body = orjson.dumps(load_fixture(FIXTURE))
     caplog.clear()  # start-up lines
     with caplog.at_level(logging.DEBUG):
@@ -203,7 +201,7 @@ def test_a_client_that_disconnects_mid_body_is_one_info_line_without_traceback(
 
 
 def test_a_body_sent_in_time_is_not_affected() -> None:
-    app = create_app(Settings(body_read_timeout_seconds=5, gc_freeze_at_startup=False), clock=lambda: NOW, auth=NO_AUTH)
+    app = create_app(Settings(body_read_timeout_seconds=5), clock=lambda: NOW, auth=NO_AUTH)
     body = orjson.dumps(load_fixture(FIXTURE))
     chunks = [
         {"type": "http.request", "body": body[:1000], "more_body": True},

@@ -33,7 +33,7 @@ EHR_JWT = "eyJhbGciOiJFUzM4NCIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2Voci5leGFt
 
 
 def _app(url: str, token: str | None = TOKEN, auth: AuthSettings = NO_AUTH) -> FastAPI:
-    settings = Settings(admin_token=token, gc_freeze_at_startup=False)
+    settings = Settings(admin_token=token)
     return create_app(settings=settings, auth=auth, storage=storage_settings(url))
 
 

@@ -59,9 +59,7 @@ def _sample(text: str, name: str, **labels: str) -> float:
 
 
 def test_every_401_is_counted_by_reason_without_the_token(tmp_path: Path) -> None:
-    client = TestClient(
-        create_app(Settings(gc_freeze_at_startup=False), clock=lambda: NOW, auth=auth_settings(tmp_path))
-    )
+    client = TestClient(create_app(Settings(), clock=lambda: NOW, auth=auth_settings(tmp_path)))
     before = client.get("/metrics").text
     assert client.post(SERVICE_URL, json=BODY).status_code == 401
     wrong = signed_token(aud="https://elsewhere.example.org" + SERVICE_URL)
@@ -78,7 +76,7 @@ def test_redis_unreachable_is_503_with_retry_after_not_401_and_readiness_says_so
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port = closed_port()
-    settings = Settings(redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout_seconds=0.3, gc_freeze_at_startup=False)
+    settings = Settings(redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout_seconds=0.3)
     storage = StorageSettings(database_url=f"sqlite+aiosqlite:///{tmp_path}/r.db", patient_hash_key="k" * 40)
     app = create_app(settings, clock=lambda: NOW, auth=auth_settings(tmp_path), storage=storage)
     assert isinstance(runtime_of(app).replay_cache, RedisReplayCache)
@@ -106,7 +104,7 @@ def test_redis_unreachable_is_503_with_retry_after_not_401_and_readiness_says_so
 
 
 def test_the_database_replay_cache_before_start_up_is_503_not_401(tmp_path: Path) -> None:
-    app = create_app(Settings(gc_freeze_at_startup=False), clock=lambda: NOW, auth=auth_settings(tmp_path))
+    app = create_app(Settings(), clock=lambda: NOW, auth=auth_settings(tmp_path))
     client = TestClient(app)  # not started: the database (the replay store here) is not open
     answer = client.post(SERVICE_URL, json=BODY, headers={"Authorization": f"Bearer {signed_token()}"})
     assert answer.status_code == 503 and answer.json()["error"] == "replay_store_unavailable"

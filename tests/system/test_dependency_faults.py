@@ -380,7 +380,7 @@ def test_a_huge_fhir_page_is_cut_off_at_the_byte_cap_within_the_deadline() -> No
     server = HugePageServer(52 * 1024 * 1024)
     try:
         base = f"http://127.0.0.1:{server.port}/fhir"
-        settings = Settings(fhir_server_allowlist=[base], fhir_deadline_seconds=1.5, gc_freeze_at_startup=False)
+        settings = Settings(fhir_server_allowlist=[base], fhir_deadline_seconds=1.5)
         app = create_app(settings, clock=lambda: NOW, auth=NO_AUTH)
         body = copy.deepcopy(BODY)
         body["fhirServer"] = base

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import http.client
 import json
 import os
@@ -16,10 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.app import create_app
 from cds_service.cli import ServeConfig
-from cds_service.settings import Settings
-from tests.conftest import NO_AUTH
 
 pytestmark = pytest.mark.slow  # multi-process / real-server: left out of the fast run (-m 'not slow')
 
@@ -72,20 +68,6 @@ def test_the_shared_listening_socket_gives_keep_alive_connections_tcp_nodelay() 
         assert _nodelay_of_accepted_connection(raw) == 0
     finally:
         raw.close()
-
-
-def test_start_up_freezes_what_it_allocated_out_of_the_garbage_collectors_reach() -> None:
-    from fastapi.testclient import TestClient
-
-    gc.unfreeze()
-    try:
-        with TestClient(create_app(Settings(gc_freeze_at_startup=False), auth=NO_AUTH)):
-            assert gc.get_freeze_count() == 0
-        with TestClient(create_app(Settings(gc_freeze_at_startup=True), auth=NO_AUTH)) as client:
-            assert gc.get_freeze_count() > 10_000  # modules, model classes, value sets
-            assert client.get("/healthz").status_code == 200
-    finally:
-        gc.unfreeze()
 
 
 def _free_port() -> int:
