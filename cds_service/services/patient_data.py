@@ -130,7 +130,9 @@ def prefetch_templates() -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class _Call:
+class _HookCall:
+    """What one hook call asks of the data layer: its request, patient, pre-filter and filled queries."""
+
     request: CdsRequest
     patient_id: str
     select: Select | None
@@ -154,7 +156,7 @@ class PatientDataLoader:
         self.usage_requirements = policy.usage_requirements()
         self._fetcher = fetcher
 
-    async def _fetch_missing(self, data: PrefetchData, keys: tuple[str, ...], call: _Call) -> None:
+    async def _fetch_missing(self, data: PrefetchData, keys: tuple[str, ...], call: _HookCall) -> None:
         """Read the unusable ones of `keys` from the FHIR server, all at once; failures stay unavailable."""
         missing = [k for k in keys if k in data.unavailable and k not in data.fetch_attempted]
         if not missing:
@@ -177,16 +179,16 @@ class PatientDataLoader:
             if key in data.unavailable:
                 data.unavailable[key] = f"{data.unavailable[key]}; {reason}"
         readable = [k for k in missing if k in fetched]
-        again = read_prefetch(fetched, readable, call.patient_id, WANTED_TYPES, call.select)
-        data.skipped.update(again.skipped)
+        from_server = read_prefetch(fetched, readable, call.patient_id, WANTED_TYPES, call.select)
+        data.skipped.update(from_server.skipped)
         for key in readable:
-            if key in again.unavailable:
-                data.unavailable[key] = f"{data.unavailable[key]}; from the FHIR server: {again.unavailable[key]}"
+            if key in from_server.unavailable:
+                data.unavailable[key] = f"{data.unavailable[key]}; from the FHIR server: {from_server.unavailable[key]}"
             else:
-                data.resources[key] = again.resources[key]
+                data.resources[key] = from_server.resources[key]
                 del data.unavailable[key]
 
-    def _stand_in_for_refused(self, data: PrefetchData, keys: list[str], call: _Call) -> None:
+    def _stand_in_for_refused(self, data: PrefetchData, keys: list[str], call: _HookCall) -> None:
         """An optional key the client left out whose narrower form (`when_refused`) is another key it
         did send: the client's server refused the key's search (Epic leaves such keys out), and reading
         it from the server would be refused too and then retried as the key already in hand. The sent
@@ -232,25 +234,25 @@ class PatientDataLoader:
         ones are done without. `select` declines resources no rule can use:
         see clinical/relevance.py."""
         context = {**request.context, "patientId": patient_id}
-        call = _Call(request, patient_id, select, self.policy.fill(context))
-        first, later = call.keys(self.policy, Need.ALWAYS), call.keys(self.policy, Need.ONCE_RELEVANT)
+        call = _HookCall(request, patient_id, select, self.policy.fill(context))
+        first, once_relevant = call.keys(self.policy, Need.ALWAYS), call.keys(self.policy, Need.ONCE_RELEVANT)
         data = read_prefetch(request.prefetch, first, patient_id, WANTED_TYPES, select)
         if self._required_missing(data, first):
             # Nothing can be decided without the first keys: read every missing key in one concurrent
             # round trip rather than one stage after another (the EHR's time budget is ~500 ms).
-            data.unavailable.update(unusable_keys(request.prefetch, later))
-            await self._fetch_missing(data, first + later, call)
+            data.unavailable.update(unusable_keys(request.prefetch, once_relevant))
+            await self._fetch_missing(data, first + once_relevant, call)
         else:
             await self._fetch_missing(data, first, call)
         self._require(data, first)
         if not has_ms(data.all_resources(first)):
             return None
-        unread = [k for k in later if k not in data.fetch_attempted]
-        data.add(read_prefetch(request.prefetch, unread, patient_id, WANTED_TYPES, select))
-        self._stand_in_for_refused(data, unread, call)
-        await self._fetch_missing(data, later, call)
-        self._require(data, later)
-        missing = frozenset(k for k in first + later if k in data.unavailable)
+        not_yet_read = [k for k in once_relevant if k not in data.fetch_attempted]
+        data.add(read_prefetch(request.prefetch, not_yet_read, patient_id, WANTED_TYPES, select))
+        self._stand_in_for_refused(data, not_yet_read, call)
+        await self._fetch_missing(data, once_relevant, call)
+        self._require(data, once_relevant)
+        missing = frozenset(k for k in first + once_relevant if k in data.unavailable)
         if missing:
             # Key names and our own reasons only: never identifiers or resource content.
             log.info(
@@ -262,7 +264,7 @@ class PatientDataLoader:
                 },
             )
         return PatientData(
-            data.all_resources(first + later),
+            data.all_resources(first + once_relevant),
             medications_assessed="medications" not in data.unavailable,
             missing_optional=missing,
         )
