@@ -12,9 +12,7 @@ and the like fail there, not on SQLite), else in SQLite.
 from __future__ import annotations
 
 import logging
-import os
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +23,6 @@ from hypothesis import strategies as st
 
 from cds_service.app import create_app
 from cds_service.storage import StorageSettings
-from cds_service.storage.db import sync_url
 from tests.cds_hooks_rules import check_response
 from tests.conftest import NO_AUTH, NOW
 from tests.fuzzing import (
@@ -37,8 +34,8 @@ from tests.fuzzing import (
     mutated,
     to_body,
 )
+from tests.postgres import fresh_postgres_database, postgres_reachable
 
-POSTGRES_ADMIN_URL = os.environ.get("CDS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # Not a speed limit: a call that takes this long is hanging (calls here take milliseconds).
 HANG_SECONDS = 30.0
 FUZZ = settings(
@@ -54,23 +51,11 @@ FEEDBACK_SEEDS = feedback_seeds()
 
 def _postgres_database() -> Iterator[str | None]:
     """A fresh PostgreSQL database's URL (dropped afterwards), or None without a reachable server."""
-    try:
-        import psycopg
-
-        conninfo = sync_url(POSTGRES_ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
-        admin = psycopg.connect(conninfo, autocommit=True, connect_timeout=3)
-    except Exception:  # noqa: BLE001 - any failure means "no server": SQLite then
-        if os.environ.get("CDS_TEST_REQUIRE_POSTGRES") == "1":
-            pytest.fail("PostgreSQL is required (CDS_TEST_REQUIRE_POSTGRES=1) but not reachable")
+    if not postgres_reachable():
         yield None
         return
-    name = f"cds_test_fuzz_{uuid.uuid4().hex[:16]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield sync_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database("cds_test_fuzz") as url:
+        yield url
 
 
 class Records(logging.Handler):

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import os
-import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,46 +16,18 @@ from typing import Any, TypeVar
 import pytest
 
 from cds_service.storage import Storage, StorageSettings, open_storage
-from cds_service.storage.db import sync_url
+from tests.postgres import fresh_database
 
-POSTGRES_ADMIN_URL = os.environ.get("CDS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 HASH_KEY = "report-test-patient-hash-key-0123456789"
 BACKENDS = ["sqlite", "postgresql"]
 T = TypeVar("T")
 
 
-def _admin() -> Any:
-    import psycopg
-
-    conninfo = sync_url(POSTGRES_ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
-    return psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
-
-
-def _require_postgres() -> None:
-    try:
-        _admin().close()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
-        message = f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}"
-        if os.environ.get("CDS_TEST_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database of its own (async URL), removed after the test."""
-    name = f"cds_test_report_{uuid.uuid4().hex[:16]}"
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / (name + '.db')}"
-        return
-    _require_postgres()
-    with _admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield sync_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with _admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(request.param, tmp_path, "cds_test_report") as url:
+        yield url
 
 
 def storage_settings(url: str) -> StorageSettings:

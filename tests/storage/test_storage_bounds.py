@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,38 +21,15 @@ from cds_service.storage import CardRecord, RedFlagRef, StorageSettings, open_st
 from cds_service.storage.db import abandoned_operations, bounded, sync_url
 from cds_service.storage.models import IssuedCard
 from tests.conftest import NOW
+from tests.postgres import fresh_database
 
-POSTGRES_ADMIN_URL = os.environ.get("CDS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 HASH_KEY = "bounds-test-patient-hash-key-0123456789"
-
-
-def _admin() -> Any:
-    import psycopg
-
-    conninfo = sync_url(POSTGRES_ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
-    return psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'bounds.db'}"
-        return
-    try:
-        _admin().close()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
-        message = f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}"
-        if os.environ.get("CDS_TEST_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    name = f"cds_test_bounds_{uuid.uuid4().hex[:16]}"
-    with _admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield sync_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with _admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(request.param, tmp_path, "cds_test_bounds") as url:
+        yield url
 
 
 def card(hook_instance: str | None = None, **changes: Any) -> CardRecord:
