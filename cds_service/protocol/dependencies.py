@@ -1,4 +1,9 @@
-"""Typed FastAPI dependencies: what a route may ask for, read from the app's `Runtime`."""
+"""Typed FastAPI dependencies: what a route may ask for, read from the app's `Runtime`.
+
+They are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, which
+would cost every hook call a thread hand-off per dependency for what is an attribute read.
+`tests/protocol/test_dependencies.py` keeps it so.
+"""
 
 from __future__ import annotations
 
@@ -13,27 +18,27 @@ from cds_service.settings import Settings
 from cds_service.storage.db import Storage
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return runtime_of(request.app)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings(runtime: RuntimeDep) -> Settings:
+async def get_settings(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
 
-def get_registry(runtime: RuntimeDep) -> ServiceRegistry:
+async def get_registry(runtime: RuntimeDep) -> ServiceRegistry:
     return runtime.registry
 
 
-def get_storage(runtime: RuntimeDep) -> Storage | None:
+async def get_storage(runtime: RuntimeDep) -> Storage | None:
     """The open database, or None (not started, or shut down): callers answer 503 or go on without it."""
     return runtime.storage
 
 
-def get_card_memory(runtime: RuntimeDep) -> CardMemory:
+async def get_card_memory(runtime: RuntimeDep) -> CardMemory:
     return runtime.card_memory
 
 
