@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import os
@@ -33,6 +34,26 @@ def expected_outcomes() -> dict[str, dict[str, Any]]:
 
 def load_fixture(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def with_new_urinary_retention(request: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the urgent-new-paraparesis request with a red flag it did not show: urinary retention
+    dated today (the alert-fatigue rule brings an overridden card back at full level for it)."""
+    changed = copy.deepcopy(request)
+    retention = {
+        "resourceType": "Condition",
+        "id": "pv01-new-retention",
+        "clinicalStatus": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
+        },
+        "code": {
+            "coding": [{"system": "http://snomed.info/sct", "code": "267064002", "display": "Retention of urine"}]
+        },
+        "subject": {"reference": "Patient/pv01-patient"},
+        "onsetDateTime": "2026-11-25",
+    }
+    changed["prefetch"]["conditions"]["entry"].append({"resource": retention})
+    return changed
 
 
 @pytest.fixture(scope="session")

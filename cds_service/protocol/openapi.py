@@ -79,9 +79,16 @@ def describe(app: FastAPI) -> dict[str, Any]:
     document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = document.setdefault("components", {}).setdefault("schemas", {})
     components.update(
-        _schemas(CdsRequest, CdsResponse, ErrorBody, FeedbackRequest, PatientViewContext, OrderSignContext)
+        _schemas(
+            CdsRequest,
+            CdsResponse,
+            ErrorBody,
+            FeedbackRequest,
+            PatientViewContext,
+            OrderSignContext,
+            OrderSelectContext,
+        )
     )
-    components.update(_schemas(OrderSelectContext))
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
     paths = document.get("paths", {})

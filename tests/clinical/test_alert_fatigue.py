@@ -3,7 +3,6 @@ patient-view repeats it as information; a new red flag brings it back at full le
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from cds_service.clinical.alert_fatigue import quiet_after_override
 from cds_service.clinical.decision import Level, decide
 from cds_service.clinical.facts import ClinicalFacts, Evidence, Finding
 from cds_service.storage.settings import StorageSettings
-from tests.conftest import NO_AUTH, NOW, SERVICE_URL, load_fixture
+from tests.conftest import NO_AUTH, NOW, SERVICE_URL, load_fixture, with_new_urinary_retention
 
 FEEDBACK_URL = SERVICE_URL + "/feedback"
 
@@ -56,20 +55,7 @@ def test_override_quiets_the_card_until_a_new_red_flag(client: TestClient) -> No
     assert "overridden on 25 Nov 2026 (Already evaluated)" in second["detail"]
     assert second["summary"] == first["summary"]  # same advice, shown quietly
 
-    with_new_flag = copy.deepcopy(request)
-    bladder = {
-        "resourceType": "Condition",
-        "id": "pv01-new-retention",
-        "clinicalStatus": {
-            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
-        },
-        "code": {
-            "coding": [{"system": "http://snomed.info/sct", "code": "267064002", "display": "Retention of urine"}]
-        },
-        "subject": {"reference": "Patient/pv01-patient"},
-        "onsetDateTime": "2026-11-25",
-    }
-    with_new_flag["prefetch"]["conditions"]["entry"].append({"resource": bladder})
+    with_new_flag = with_new_urinary_retention(request)
     third = client.post(SERVICE_URL, json=with_new_flag).json()["cards"][0]
     assert third["indicator"] == "critical"
 

@@ -4,7 +4,6 @@ once MS is found; when the Conditions are missing, every missing key in one roun
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +12,7 @@ from cds_service.fhir.source import DataUnavailable
 from cds_service.protocol.models import CdsRequest
 from cds_service.services.patient_data import PatientDataLoader
 from tests.conftest import load_fixture
+from tests.fhir.fetchers import RecordingFetcher
 
 WITH_MS = "urgent-observation-numbness"  # MS, back pain and two numbness Observations
 
@@ -23,30 +23,6 @@ def _without_ms() -> dict[str, Any]:
     (condition,) = [e["resource"] for e in body["prefetch"]["conditions"]["entry"] if e["resource"]["id"] == "pv03-ms"]
     condition["code"] = {"text": "Migraine"}
     return body
-
-
-class RecordingFetcher:
-    """A fetcher that answers from a fixture's own prefetch and records what it was asked."""
-
-    def __init__(self, prefetch: Mapping[str, Any]):
-        self.prefetch, self.calls = prefetch, []  # type: ignore[var-annotated]
-        self.queries: dict[str, str] = {}
-        self.when_refused: dict[str, str] = {}
-
-    async def fetch(
-        self,
-        queries: Mapping[str, str],
-        fhir_server: str | None,
-        access_token: str | None,
-        when_refused: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        self.calls.append(sorted(queries))
-        self.queries.update(queries)
-        self.when_refused.update(when_refused or {})
-        found = {key: copy.deepcopy(self.prefetch[key]) for key in queries if key in self.prefetch}
-        if len(found) < len(queries):
-            raise DataUnavailable({key: "not on the server" for key in queries if key not in found}, partial=found)
-        return found
 
 
 def _load(body: dict[str, Any], fetcher: Any = None) -> tuple[Any, list[str]]:

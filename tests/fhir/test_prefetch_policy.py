@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -30,32 +29,10 @@ from tests.fhir.ehr_records import (
     uncategorised_finding,
     visit,
 )
+from tests.fhir.fetchers import RecordingFetcher
 
 WITH_MS = "urgent-observation-numbness"  # MS, back pain and two numbness Observations
 EMPTY = {"resourceType": "Bundle", "type": "searchset", "total": 0}
-
-
-class Fetcher:
-    """Answers from `values` (key -> raw value), recording every query and its narrower form."""
-
-    def __init__(self, values: Mapping[str, Any] | None = None):
-        self.values = dict(values or {})
-        self.queries: dict[str, str] = {}
-        self.when_refused: dict[str, str] = {}
-
-    async def fetch(
-        self,
-        queries: Mapping[str, str],
-        fhir_server: str | None,
-        access_token: str | None,
-        when_refused: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        self.queries.update(queries)
-        self.when_refused.update(when_refused or {})
-        found = {k: copy.deepcopy(self.values[k]) for k in queries if k in self.values}
-        if len(found) < len(queries):
-            raise DataUnavailable({k: "not on the server" for k in queries if k not in found}, partial=found)
-        return found
 
 
 def _complete(name: str = WITH_MS) -> dict[str, Any]:
@@ -67,7 +44,7 @@ def _complete(name: str = WITH_MS) -> dict[str, Any]:
 
 
 def _load(body: dict[str, Any], fetcher: Any = None) -> PatientData | None:
-    loader = PatientDataLoader(fetcher or Fetcher())
+    loader = PatientDataLoader(fetcher or RecordingFetcher())
     request = CdsRequest.model_validate(body)
     return asyncio.run(loader.load(request, body["context"]["patientId"], lambda c: bool(ms_findings(c)[0])))
 
@@ -138,7 +115,7 @@ def test_keys_must_be_unique() -> None:
 def test_a_key_that_cannot_be_had_is_412_when_required_and_done_without_when_optional(key: str) -> None:
     body = _complete()
     body["prefetch"][key] = None  # unknown (EHRs send null for a failed query): asked of the server
-    fetcher = Fetcher()  # the server has nothing either
+    fetcher = RecordingFetcher()  # the server has nothing either
     if PREFETCH_POLICY.key(key).on_failure is OnFailure.REQUIRED:
         with pytest.raises(DataUnavailable) as caught:
             _load(body, fetcher)
@@ -157,7 +134,7 @@ def test_a_key_left_out_whose_narrower_form_was_sent_is_stood_in_for_without_rea
     `observations`, which the prefetch has: no reads, nothing missing, the same resources."""
     body = _complete()
     del body["prefetch"]["allObservations"]
-    fetcher = Fetcher()
+    fetcher = RecordingFetcher()
     with caplog.at_level(logging.INFO):
         data = _load(body, fetcher)
     assert not fetcher.queries
@@ -171,7 +148,7 @@ def test_a_key_left_out_with_its_narrower_form_missing_too_is_fetched_with_its_n
     body = _complete()
     del body["prefetch"]["allObservations"]
     body["prefetch"]["observations"] = None
-    fetcher = Fetcher({k: full["prefetch"]["observations"] for k in ("observations", "allObservations")})
+    fetcher = RecordingFetcher({k: full["prefetch"]["observations"] for k in ("observations", "allObservations")})
     data = _load(body, fetcher)
     assert fetcher.queries == {
         "observations": "Observation?patient=pv03-patient&category=survey,exam,vital-signs",
@@ -190,7 +167,7 @@ def test_a_null_optional_key_is_read_from_the_server_even_with_its_narrower_form
     pid = body["context"]["patientId"]
     body["prefetch"]["allObservations"] = None
     finding = uncategorised_finding(pid, "pv03-lhermitte", "2026-11-10", "Lhermitte sign on neck flexion")
-    fetcher = Fetcher({"allObservations": searchset([finding])})
+    fetcher = RecordingFetcher({"allObservations": searchset([finding])})
     assert ("Observation", "pv03-lhermitte") in _ids(_load(body, fetcher))
     assert list(fetcher.queries) == ["allObservations"]
 
@@ -251,7 +228,7 @@ def test_without_encounter_id_the_encounter_key_is_neither_read_nor_missed() -> 
     body = _complete()
     assert "encounterId" not in body["context"]
     body["prefetch"]["encounter"] = None  # what Medplum's client sends for a template it cannot fill
-    fetcher = Fetcher()
+    fetcher = RecordingFetcher()
     data = _load(body, fetcher)
     assert data is not None and not data.missing_optional and not fetcher.queries
 
@@ -260,7 +237,7 @@ def test_with_encounter_id_a_visit_left_out_is_read_from_the_server() -> None:
     body = _complete()
     pid = body["context"]["patientId"]
     body["context"]["encounterId"] = "pv03-visit"
-    fetcher = Fetcher({"encounter": visit(pid, "pv03-visit", "2026-11-25")})
+    fetcher = RecordingFetcher({"encounter": visit(pid, "pv03-visit", "2026-11-25")})
     data = _load(body, fetcher)
     assert fetcher.queries == {"encounter": "Encounter/pv03-visit"}
     assert ("Encounter", "pv03-visit") in _ids(data)
@@ -296,7 +273,7 @@ def test_an_error_outcome_entry_makes_the_key_unusable() -> None:
         _load(body)  # required, and no server to read it from
     assert list(caught.value.reasons) == ["observations"]
     full = _complete()
-    fetcher = Fetcher({"observations": full["prefetch"]["observations"]})
+    fetcher = RecordingFetcher({"observations": full["prefetch"]["observations"]})
     assert _ids(_load(body, fetcher)) == _ids(_load(full))  # read again from the server instead
     body = _complete()
     body["prefetch"]["procedures"] = searchset([], outcome_entry("fatal", "exception"))

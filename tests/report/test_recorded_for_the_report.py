@@ -5,7 +5,6 @@ page from the configured database."""
 from __future__ import annotations
 
 import concurrent.futures
-import copy
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from cds_service import cli
 from cds_service.app import create_app
 from cds_service.storage.db import sync_url
 from cds_service.storage.models import IssuedCard
-from tests.conftest import NO_AUTH, NOW, SERVICE_URL, load_fixture
+from tests.conftest import NO_AUTH, NOW, SERVICE_URL, load_fixture, with_new_urinary_retention
 from tests.report.conftest import opened, run, storage_settings
 from tests.report.history import MRI_LABEL, record_known_history
 
@@ -51,20 +50,7 @@ def _recorded(database_url: str) -> dict[str, tuple[str | None, Any]]:
 
 def test_issued_cards_record_the_alert_fatigue_action_and_their_suggestions(database_url: str) -> None:
     request = load_fixture("urgent-new-paraparesis")
-    with_new_flag = copy.deepcopy(request)
-    bladder = {
-        "resourceType": "Condition",
-        "id": "pv01-new-retention",
-        "clinicalStatus": {
-            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
-        },
-        "code": {
-            "coding": [{"system": "http://snomed.info/sct", "code": "267064002", "display": "Retention of urine"}]
-        },
-        "subject": {"reference": "Patient/pv01-patient"},
-        "onsetDateTime": "2026-11-25",
-    }
-    with_new_flag["prefetch"]["conditions"]["entry"].append({"resource": bladder})
+    with_new_flag = with_new_urinary_retention(request)
     app = create_app(clock=lambda: NOW, auth=NO_AUTH, storage=storage_settings(database_url))
     with TestClient(app) as client:
         first = _card(client, request)

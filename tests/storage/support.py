@@ -11,7 +11,6 @@ server the PostgreSQL tests are skipped, unless CDS_TEST_REQUIRE_POSTGRES=1 make
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -35,13 +34,13 @@ from cds_service.storage import (
 from cds_service.storage.db import sync_url
 from cds_service.storage.models import Base, Feedback, IssuedCard
 from tests.conftest import NO_AUTH, NOW
+from tests.postgres import POSTGRES_ADMIN_URL, admin_connection, require_postgres
 
 SERVICE_ID = "ms-back-pain-patient-view"
 FEEDBACK_URL = f"/cds-services/{SERVICE_ID}/feedback"
 SERVICE_PATH = f"/cds-services/{SERVICE_ID}"
 HASH_KEY = "test-patient-hash-key-0123456789abcdef"
 PATIENT_ID = "pt-feedback-7f3a9c"  # distinctive, so a leak anywhere is found by a plain search
-POSTGRES_ADMIN_URL = os.environ.get("CDS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
 
 
@@ -59,34 +58,14 @@ class Databases:
     def __init__(self, tmp: Path):
         self._tmp = tmp
         self._postgres: list[str] = []
-        self._postgres_error: str | None = None
-        self._postgres_checked = False
-
-    def _admin(self) -> Any:
-        import psycopg
-
-        conninfo = sync_url(POSTGRES_ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
-        return psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
-
-    def _require_postgres(self) -> None:
-        if not self._postgres_checked:
-            self._postgres_checked = True
-            try:
-                self._admin().close()
-            except Exception as exc:  # noqa: BLE001 - any failure means "no server"
-                self._postgres_error = f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}"
-        if self._postgres_error:
-            if os.environ.get("CDS_TEST_REQUIRE_POSTGRES") == "1":
-                pytest.fail(self._postgres_error)
-            pytest.skip(self._postgres_error)
 
     def new(self, backend: str) -> str:
         """An empty database's async URL."""
         name = f"cds_test_feedback_{uuid.uuid4().hex[:16]}"
         if backend == "sqlite":
             return f"sqlite+aiosqlite:///{self._tmp / (name + '.db')}"
-        self._require_postgres()
-        with self._admin() as admin:
+        require_postgres()
+        with admin_connection() as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
         self._postgres.append(name)
         return sync_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
@@ -94,7 +73,7 @@ class Databases:
     def drop_all(self) -> None:
         if not self._postgres:
             return
-        with self._admin() as admin:
+        with admin_connection() as admin:
             for name in self._postgres:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self._postgres.clear()

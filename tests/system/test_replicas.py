@@ -53,10 +53,10 @@ from cds_service.security.replay_shared import (
 from cds_service.storage import StorageSettings, open_storage, upgrade_database
 from cds_service.storage.db import sync_url
 from tests.conftest import NOW, ROOT, SERVICE_URL, load_fixture
+from tests.postgres import POSTGRES_ADMIN_URL, admin_connection, fresh_postgres_database
 
 pytestmark = pytest.mark.slow  # multi-process / real-server: left out of the fast run (-m 'not slow')
 
-POSTGRES_ADMIN_URL = os.environ.get("CDS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CDS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 SERVICE_ID = "ms-back-pain-patient-view"
@@ -84,10 +84,6 @@ def _unavailable(message: str, required: bool = False) -> None:
     if required or os.environ.get("CI") == "true":
         pytest.fail(message + " (CI=true: the replica tests must run)")
     pytest.skip(message)
-
-
-def _admin_conninfo() -> str:
-    return sync_url(POSTGRES_ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @dataclass
@@ -118,12 +114,10 @@ class Backends:
 
 @pytest.fixture(scope="session")
 def backends() -> Iterator[Backends]:
-    import psycopg
-
     try:
-        psycopg.connect(_admin_conninfo(), autocommit=True, connect_timeout=5).close()
+        admin_connection().close()
     except Exception as exc:  # noqa: BLE001 - any failure means "no server"
-        # .ci/run also sets CDS_TEST_REQUIRE_POSTGRES=1 (as tests/storage/support.py reads it).
+        # .ci/run also sets CDS_TEST_REQUIRE_POSTGRES=1 (as tests/postgres.py reads it).
         _unavailable(
             f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}",
             os.environ.get("CDS_TEST_REQUIRE_POSTGRES") == "1",
@@ -136,26 +130,17 @@ def backends() -> Iterator[Backends]:
         _unavailable(f"Redis not reachable at {REDIS_URL}: {type(exc).__name__}")
 
     token = uuid.uuid4().hex[:16]
-    name = f"cds_test_replicas_{token}"
-    with psycopg.connect(_admin_conninfo(), autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    engine: sa.Engine | None = None
     made = Backends("", None, client, f"cds-test-replicas:{token}:")  # type: ignore[arg-type]
     try:
-        url = (
-            sync_url(POSTGRES_ADMIN_URL)
-            .set(drivername="postgresql+psycopg", database=name)
-            .render_as_string(hide_password=False)
-        )
-        upgrade_database(url)
-        engine = sa.create_engine(sync_url(url))
-        made.database_url, made.engine = url, engine
-        yield made
+        with fresh_postgres_database(f"cds_test_replicas_{token}") as url:
+            upgrade_database(url)
+            engine = sa.create_engine(sync_url(url))
+            made.database_url, made.engine = url, engine
+            try:
+                yield made
+            finally:
+                engine.dispose()
     finally:
-        if engine is not None:
-            engine.dispose()
-        with psycopg.connect(_admin_conninfo(), autocommit=True, connect_timeout=5) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         keys = made.redis_keys()
         if keys:
             client.delete(*keys)
