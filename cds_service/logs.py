@@ -7,10 +7,14 @@ patient identifiers, resource content or tokens; modules log counts and reason c
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
+
+import orjson
 
 FIELDS = (
     "event",
@@ -38,6 +42,8 @@ FIELDS = (
     "services",
     "searches",
     "reasons",
+    "missing_optional",
+    "stood_in",
 )
 _HANDLER_NAME = "cds-json"
 
@@ -56,7 +62,31 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         if record.exc_info and record.exc_info[0] is not None:
             entry["exception"] = record.exc_info[0].__name__  # the type only: messages may quote data
-        return json.dumps(entry, default=str)
+        return orjson.dumps(entry, default=str).decode()
+
+
+# What the layers below a hook call add to its one log line (e.g. the optional prefetch keys it was
+# decided without): one line per call, not one per layer.
+_CALL_FIELDS: ContextVar[dict[str, object] | None] = ContextVar("cds_call_log_fields", default=None)
+
+
+@contextmanager
+def call_log_fields() -> Iterator[dict[str, object]]:
+    """Collect, for the duration of one hook call, the fields `add_call_log_fields` adds."""
+    fields: dict[str, object] = {}
+    token = _CALL_FIELDS.set(fields)
+    try:
+        yield fields
+    finally:
+        _CALL_FIELDS.reset(token)
+
+
+def add_call_log_fields(**fields: object) -> None:
+    """Add fields (names from FIELDS: no PHI) to the current hook call's log line; outside a call
+    (a test of one layer) they are dropped."""
+    current = _CALL_FIELDS.get()
+    if current is not None:
+        current.update(fields)
 
 
 # Libraries that log request URLs at INFO: a FHIR search URL names the patient (`?patient=<id>`).

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import operator
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,9 +41,9 @@ from cds_service.fhir import schema
 FINDINGS = ("multiple_sclerosis", "back_pain", "red_flags", "cord_features", "mechanical_pattern", "analgesics")
 WINDOWED = ("observation_codes",)
 FINDING, WINDOW = 1, 2
-_ALWAYS = frozenset({"Condition", "ImagingStudy", "Medication", "Encounter"})
-_NEVER = frozenset({"Patient"})
-_MEDICATION_USES = frozenset({"MedicationRequest", "MedicationStatement"})
+_ALWAYS = frozenset({schema.Condition, schema.ImagingStudy, schema.Medication, schema.Encounter})
+_NEVER = frozenset({schema.Patient})
+_MEDICATION_USES = frozenset({schema.MedicationRequest, schema.MedicationStatement})
 _MEMO_LIMIT = 20_000
 
 
@@ -61,6 +62,18 @@ def _elements_read(cls: type[schema.Element]) -> tuple[str, ...]:
     """The elements of a declaration that can name something, from their declared types."""
     hints = typing.get_type_hints(cls, include_extras=True)
     return tuple(name for name in cls.__struct_fields__ if _can_name(hints[name]))
+
+
+@cache
+def _reader(cls: type[schema.Element]) -> Callable[[Any], tuple[Any, ...]]:
+    """Reads the elements of `_elements_read(cls)` off one struct, all at once (as a tuple)."""
+    names = _elements_read(cls)
+    if not names:
+        return lambda struct: ()
+    if len(names) == 1:
+        name = names[0]
+        return lambda struct: (getattr(struct, name),)
+    return operator.attrgetter(*names)
 
 
 @dataclass(frozen=True)
@@ -84,12 +97,12 @@ class RelevanceFilter:
     def keep(self, resource: Any, now: dt.date, lookback_days: int, memo: dict[Any, int] | None = None) -> bool:
         if not isinstance(resource, schema.Resource):
             return True  # read by fhir.resources: rare, and never dropped
-        resource_type = resource.get_resource_type()
-        if resource_type in _ALWAYS:
+        kind = type(resource)
+        if kind in _ALWAYS:
             return True
-        if resource_type in _NEVER:
+        if kind in _NEVER:
             return False
-        if resource_type in _MEDICATION_USES and getattr(resource, "medicationReference", None) is not None:
+        if kind in _MEDICATION_USES and resource.medicationReference is not None:  # type: ignore[attr-defined]
             return True  # the drug is elsewhere: the rule resolves the reference
         flags = self._flags(resource, memo if memo is not None else {})
         if flags & FINDING:
@@ -100,13 +113,13 @@ class RelevanceFilter:
         return False
 
     def _flags(self, struct: schema.Element, memo: dict[Any, int]) -> int:
-        """FINDING | WINDOW for what is declared of `struct`, at any depth."""
+        """FINDING | WINDOW for what is declared of `struct`, at any depth. Texts and concepts are
+        judged once per distinct value (a long record repeats the same few), the rest afresh."""
         flags = 0
         if type(struct) is schema.Coding:
             flags |= FINDING if self.findings.names_code(struct.system, struct.code) else 0
             flags |= WINDOW if self.windowed.names_code(struct.system, struct.code) else 0
-        for name in _elements_read(type(struct)):
-            value = getattr(struct, name)
+        for value in _reader(type(struct))(struct):
             if value is None:
                 continue
             if type(value) is tuple:
@@ -119,8 +132,6 @@ class RelevanceFilter:
         return flags
 
     def _judged(self, value: Any, memo: dict[Any, int]) -> int:
-        """The flags of one element: a text or a concept remembered per distinct value (a long record
-        repeats the same few), anything else read afresh."""
         kind = type(value)
         if kind is not str and kind is not schema.CodeableConcept:
             return self._flags(value, memo)

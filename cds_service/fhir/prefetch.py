@@ -22,7 +22,7 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
 from cds_service.fhir import decode
 from cds_service.fhir.parse import parse_resource
-from cds_service.fhir.schema import Bundle, OperationOutcome, Patient, Resource, conforms
+from cds_service.fhir.schema import DECLARED, Bundle, OperationOutcome, Patient, Resource, conforms
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,21 @@ def _belongs_to_other_patient(resource: Any, patient_id: str) -> bool:
     if reference is None or not reference.startswith("Patient/"):
         return False
     return reference.split("/", 2)[1] != patient_id
+
+
+_DECLARED_TYPES = frozenset(DECLARED)
+
+
+def _names_other_patient(resource: Resource, patient_ref: str, patient_id: str) -> bool:
+    """`_belongs_to_other_patient` for a typed resource, with the common answers first: its subject
+    is the patient in context (`patient_ref`: "Patient/<id>"), or it names no patient."""
+    if type(resource) is Patient:
+        return resource.id not in (None, patient_id)
+    subject = getattr(resource, "subject", None)
+    reference = subject.reference if subject is not None else None
+    if reference is None or reference == patient_ref:
+        return False
+    return _belongs_to_other_patient(resource, patient_id)
 
 
 def _operation_outcome_failed(raw: dict[str, Any]) -> bool:
@@ -254,6 +269,7 @@ def read_prefetch(
     prefetch = prefetch or {}
     out = PrefetchData()
     outcomes: Counter[str] = Counter()
+    patient_ref = f"Patient/{patient_id}"
     for key in keys:
         problem = _unusable(prefetch, key)
         if problem is not None:
@@ -267,6 +283,17 @@ def read_prefetch(
         read: list[ReadResource] = []
         parsed = _Parsed(value)
         for position, entry in entries:
+            if type(entry) in _DECLARED_TYPES:  # the typed path, the common one, without a call per resource
+                if entry.get_resource_type() not in wanted_types:
+                    continue
+                if _names_other_patient(entry, patient_ref, patient_id):
+                    out.skipped["resource of another patient"] += 1
+                    continue
+                if select is not None and not select(entry):
+                    continue
+                if conforms(entry):
+                    read.append(entry)
+                    continue
             try:
                 resource = _read_one(parsed, position, entry, patient_id, wanted_types, select, out.skipped)
             except Exception as exc:  # noqa: BLE001 - one unreadable resource must not cost the whole call

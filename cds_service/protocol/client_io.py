@@ -56,7 +56,8 @@ class BodyReadDeadline:
             if deadline is None:
                 deadline = loop.time() + self.timeout
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                async with asyncio.timeout_at(deadline):  # no task of its own, unlike wait_for
+                    message = await receive()
             except TimeoutError:
                 timed_out = True
                 scope.setdefault("state", {})[TIMED_OUT_STATE] = True

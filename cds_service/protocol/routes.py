@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from cds_service.fhir.source import DataUnavailable, ServerNotAllowed
+from cds_service.logs import call_log_fields
 from cds_service.observability import CALL_SECONDS, CALLS, CARDS
 from cds_service.protocol.body import parse_json_object, read_limited_body
 from cds_service.protocol.call_url import call_base_url_set
@@ -81,7 +82,7 @@ async def call_service(service_id: str, request: Request, registry: RegistryDep,
         ) from None
 
     try:
-        with call_base_url_set(str(request.base_url)):
+        with call_base_url_set(str(request.base_url)), call_log_fields() as noted:
             response = await service.handle(cds_request, context)
     except ServerNotAllowed:
         _log_call(cds_request, service_id, 403, started, reason="fhir_server_not_allowed")
@@ -105,5 +106,6 @@ async def call_service(service_id: str, request: Request, registry: RegistryDep,
         started,
         cards=len(response.cards),
         indicators=[c.indicator for c in response.cards],
+        **noted,
     )
     return Response(orjson.dumps(response.model_dump(mode="json", exclude_none=True)), media_type="application/json")

@@ -50,7 +50,8 @@ class CardMemory:
     arrives meanwhile is stored anyway and tied to the card by the later join, and feedback
     reaching this process first flushes what was queued before it (`flush()`, bounded in time).
 
-    The override look-up on the hook path gives up after `db_read_timeout_ms`; after any database
+    The override look-up on the hook path gives up after `db_read_timeout_ms` (SQLite: a read in our
+    own process, on the event loop, bounded by the reader's busy timeout); after any database
     failure the hook path skips the database for `db_retry_after_seconds` (no call waits on a
     database known to be down), then tries again.
     """
@@ -186,6 +187,10 @@ class CardMemory:
             STORAGE_FALLBACKS.labels("override_read", "recently_failed").inc()
             return None
         try:
+            if storage.reader is not None:
+                # SQLite's direct reader: the read runs to its end without yielding (no task could
+                # bound it), so it is awaited as it is; the reader's busy timeout bounds it.
+                return await recent_override(storage, service_id, patient_id, now)
             return await bounded(
                 lambda: recent_override(storage, service_id, patient_id, now),
                 storage.settings.db_read_timeout_ms / 1000,

@@ -8,7 +8,6 @@ the stages and the 412 answers are all derived from it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +16,8 @@ from cds_service.clinical import valuesets
 from cds_service.fhir.policy import FilledQuery, Need, OnFailure, PrefetchKey, PrefetchPolicy
 from cds_service.fhir.prefetch import PrefetchData, Select, read_prefetch, unusable_keys
 from cds_service.fhir.source import DataUnavailable, MissingDataFetcher, ServerNotAllowed
+from cds_service.logs import add_call_log_fields
 from cds_service.protocol.models import CdsRequest
-
-log = logging.getLogger(__name__)
 
 WANTED_TYPES = frozenset(
     {
@@ -194,6 +192,7 @@ class PatientDataLoader:
         it from the server would be refused too and then retried as the key already in hand. The sent
         key stands in for it: no FHIR reads (two round trips) spent on data the call already has."""
         queries = {k: f.query for k, f in call.queries.items() if k in data.resources}
+        stood_in: dict[str, str] = {}
         for key in keys:
             narrower = call.queries[key].when_refused
             if data.unavailable.get(key) != "not sent" or narrower is None:
@@ -204,10 +203,9 @@ class PatientDataLoader:
             if stand_in is not None:
                 del data.unavailable[key]
                 data.resources[key] = []  # its narrower form's resources are under `stand_in`
-                log.info(
-                    "patient data: a key left out by the client is stood in for by its narrower form",
-                    extra={"event": "prefetch_key_stood_in", "reasons": {key: stand_in}},
-                )
+                stood_in[key] = stand_in
+        if stood_in:
+            add_call_log_fields(stood_in=stood_in)
 
     def _require(self, data: PrefetchData, keys: tuple[str, ...]) -> None:
         """Raise DataUnavailable (412) for the required ones of `keys` that are still unusable."""
@@ -254,15 +252,8 @@ class PatientDataLoader:
         self._require(data, once_relevant)
         missing = frozenset(k for k in first + once_relevant if k in data.unavailable)
         if missing:
-            # Key names and our own reasons only: never identifiers or resource content.
-            log.info(
-                "patient data: optional keys unavailable, decided without them",
-                extra={
-                    "event": "optional_data_missing",
-                    "count": len(missing),
-                    "reasons": {k: data.unavailable[k] for k in sorted(missing)},
-                },
-            )
+            # On the call's log line: key names and our own reasons only, never identifiers or content.
+            add_call_log_fields(missing_optional={k: data.unavailable[k] for k in sorted(missing)})
         return PatientData(
             data.all_resources(first + once_relevant),
             medications_assessed="medications" not in data.unavailable,

@@ -48,4 +48,4 @@ def test_memory_is_flat_over_thousands_of_real_shaped_calls(tmp_path: Path) -> N
     growth = samples[-1].rss_kib - mid.rss_kib
     assert growth < MAX_GROWTH_AFTER_WARM_UP_KIB, f"RSS grew {growth} KiB after warm-up (calls: MiB) {curve}"
     log = service.log_path.read_text()
-    assert "Traceback" not in log and '"level": "ERROR"' not in log, log[-3000:]
+    assert "Traceback" not in log and '"level":"ERROR"' not in log, log[-3000:]
