@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,9 +19,11 @@ from typing import Any, Literal
 from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 
 from cds_service.storage.db import Storage
+from cds_service.storage.direct_read import DirectRead
 from cds_service.storage.models import Feedback, IssuedCard
 
 log = logging.getLogger("cds_service.storage")
@@ -291,6 +294,14 @@ def _recent_override_statement() -> Any:
 
 # Every card-showing hook call runs it: built once (and compiled once per dialect by SQLAlchemy's cache).
 _RECENT_OVERRIDE = _recent_override_statement()
+_direct_reads: weakref.WeakKeyDictionary[Engine, DirectRead] = weakref.WeakKeyDictionary()  # one per reader
+
+
+def _recent_override_on(reader: Engine) -> DirectRead:
+    found = _direct_reads.get(reader)
+    if found is None:
+        found = _direct_reads[reader] = DirectRead(_RECENT_OVERRIDE, reader)
+    return found
 
 
 async def recent_override(
@@ -311,9 +322,8 @@ async def recent_override(
         "since": now - window,
         "until": now + CLOCK_SKEW,
     }
-    if storage.reader is not None:  # SQLite: a direct read, see Storage.reader
-        with storage.reader.connect() as connection:
-            row = connection.execute(_RECENT_OVERRIDE, params).first()
+    if storage.reader is not None:  # SQLite: a direct read, see Storage.reader and direct_read.py
+        row = _recent_override_on(storage.reader).first(storage.reader, params)
     else:
         async with storage.engine.connect() as connection:  # a plain connection, no ORM session
             row = (await connection.execute(_RECENT_OVERRIDE, params)).first()
