@@ -104,7 +104,14 @@ class RelevanceFilter:
             return False
         if kind in _MEDICATION_USES and resource.medicationReference is not None:  # type: ignore[attr-defined]
             return True  # the drug is elsewhere: the rule resolves the reference
-        flags = self._flags(resource, memo if memo is not None else {})
+        memo = memo if memo is not None else {}
+        # A long record repeats whole resources' worth of the same naming elements (the same vital
+        # sign, the same lab test): judged once per distinct combination.
+        named = (kind, _reader(kind)(resource))
+        flags = memo.get(named)
+        if flags is None:
+            flags = self._flags(resource, memo)
+            self._remember(memo, named, flags)
         if flags & FINDING:
             return True
         if flags & WINDOW:
@@ -138,10 +145,14 @@ class RelevanceFilter:
         flags = memo.get(value)
         if flags is None:
             flags = self._text(value) if kind is str else self._flags(value, memo)
-            if len(memo) > _MEMO_LIMIT:
-                memo.clear()
-            memo[value] = flags
+            self._remember(memo, value, flags)
         return flags
+
+    @staticmethod
+    def _remember(memo: dict[Any, int], key: Any, flags: int) -> None:
+        if len(memo) > _MEMO_LIMIT:
+            memo.clear()
+        memo[key] = flags
 
     def _text(self, text: str) -> int:
         return FINDING if self.findings.names_in(text) else 0

@@ -284,7 +284,7 @@ def read_prefetch(
         parsed = _Parsed(value)
         for position, entry in entries:
             if type(entry) in _DECLARED_TYPES:  # the typed path, the common one, without a call per resource
-                if entry.get_resource_type() not in wanted_types:
+                if type(entry).__name__ not in wanted_types:  # a declaration is named as its type
                     continue
                 if _names_other_patient(entry, patient_ref, patient_id):
                     out.skipped["resource of another patient"] += 1
