@@ -23,21 +23,13 @@ async def test_a_direct_read_returns_what_sqlalchemy_returns(service: Service) -
     older = card_record(issued_at=NOW - dt.timedelta(days=20))
     newer = card_record(level="cord-features", indicator="warning", red_flag_refs=[])
     await record_issued_cards(storage, [older, newer])
-    assert_ok(
-        await service.post(
-            {
-                "feedback": [
-                    overridden(older.card_uuid, NOW - dt.timedelta(days=19)),
-                    overridden(
-                        newer.card_uuid,
-                        "2026-11-22T10:05:31+01:00",  # an offset: stored as UTC
-                        overrideReason={"reason": {"code": "already-evaluated", "system": "urn:x", "display": "é"}},
-                    ),
-                    accepted(newer.card_uuid, NOW - dt.timedelta(days=1)),
-                ]
-            }
-        )
-    )
+    reason = {"reason": {"code": "already-evaluated", "system": "urn:x", "display": "é"}}
+    feedback = [
+        overridden(older.card_uuid, NOW - dt.timedelta(days=19)),
+        overridden(newer.card_uuid, "2026-11-22T10:05:31+01:00", overrideReason=reason),  # stored as UTC
+        accepted(newer.card_uuid, NOW - dt.timedelta(days=1)),
+    ]
+    assert_ok(await service.post({"feedback": feedback}))
     direct = DirectRead(_RECENT_OVERRIDE, storage.reader)
     windows = [dt.timedelta(days=d) for d in (1, 9, 15, 30, 400)]
     moments = [NOW, NOW - dt.timedelta(days=11), NOW + dt.timedelta(days=21)]
