@@ -22,7 +22,7 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
 from cds_service.fhir import decode
 from cds_service.fhir.parse import parse_resource
-from cds_service.fhir.schema import DECLARED, Bundle, OperationOutcome, Patient, Resource, conforms
+from cds_service.fhir.schema import DECLARED, Bundle, Element, OperationOutcome, Patient, Resource, conforms
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +270,7 @@ def read_prefetch(
     out = PrefetchData()
     outcomes: Counter[str] = Counter()
     patient_ref = f"Patient/{patient_id}"
+    conforming: set[Element] = set()  # the elements found conforming so far, this call only
     for key in keys:
         problem = _unusable(prefetch, key)
         if problem is not None:
@@ -291,7 +292,7 @@ def read_prefetch(
                     continue
                 if select is not None and not select(entry):
                     continue
-                if conforms(entry):
+                if conforms(entry, conforming):
                     read.append(entry)
                     continue
             try:

@@ -439,7 +439,9 @@ def _patterns(cls: type[Element]) -> tuple[tuple[str, FhirPattern | None], ...]:
     return tuple((name, _pattern_of(hints[name])) for name in cls.__struct_fields__)
 
 
-def _check(element: Element) -> None:
+def _check(element: Element, passed: set[Element] | None = None) -> None:
+    if passed is not None and element in passed:
+        return
     empty = True
     for name, pattern in _patterns(type(element)):
         value = getattr(element, name)
@@ -449,25 +451,31 @@ def _check(element: Element) -> None:
         if pattern is not None:
             pattern.check(value)
         elif isinstance(value, Element):
-            _check(value)
+            _check(value, passed)
         elif isinstance(value, tuple):
             if not value:
                 raise ValueError("an empty array")
             for item in value:
-                _check(item)
+                _check(item, passed)
     if empty and not isinstance(element, Resource):
         # Nothing declared in it: FHIR wants every element to hold something, and what it holds (an
         # extension, or an element that is no element of the type) is for fhir.resources to judge.
         raise ValueError("an element with nothing declared in it")
     element.check()
+    if passed is not None and not isinstance(element, Resource):
+        passed.add(element)
 
 
-def conforms(element: Element) -> bool:
+def conforms(element: Element, passed: set[Element] | None = None) -> bool:
     """Does a decoded element meet every rule FHIR R4 sets for what is declared of it (the patterns
     of its primitive types, real dates, non-empty arrays, one value per choice element, required
-    choices)? Only then is it read as decoded; else `fhir.resources` reads it (parse.py)."""
+    choices)? Only then is it read as decoded; else `fhir.resources` reads it (parse.py).
+
+    `passed`, when given, holds the elements already found conforming (one call's: a record repeats
+    the same statuses, categories, codings and subject), so each distinct one is checked once; the
+    ones found conforming here are added to it."""
     try:
-        _check(element)
+        _check(element, passed)
     except ValueError:
         return False
     return True
