@@ -44,3 +44,16 @@ def test_the_log_call_is_structured(where: str, call: ast.Call) -> None:
     keys = [k.value for k in extra.keys if isinstance(k, ast.Constant)]
     assert "event" in keys
     assert set(keys) <= set(FIELDS), f"fields the formatter drops: {set(keys) - set(FIELDS)}"
+
+
+def test_fields_added_to_a_call_line_are_fields_the_formatter_writes() -> None:
+    """`add_call_log_fields(name=...)`: a name the formatter does not write would be dropped silently."""
+    added = [
+        (f"{path.relative_to(PACKAGE.parent)}:{node.lineno}", keyword.arg)
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text("utf-8")))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "add_call_log_fields"
+        for keyword in node.keywords
+    ]
+    assert added, "the services add fields to their call's line"
+    assert [(where, name) for where, name in added if name not in FIELDS] == []

@@ -103,3 +103,22 @@ def test_cors_only_for_configured_origins() -> None:
         "/cds-services", headers={"Origin": "https://sandbox.example.org"}
     )
     assert "access-control-allow-origin" not in closed.headers
+
+
+def test_the_call_line_says_which_optional_keys_the_decision_went_without(caplog) -> None:
+    """One line per call: the optional prefetch keys that were unavailable are a field of the
+    `cds_call` line (key names and our own reasons), not lines of their own."""
+    client = TestClient(create_app(Settings(), clock=lambda: NOW, auth=NO_AUTH))
+    request = copy.deepcopy(load_fixture("urgent-new-paraparesis"))
+    request["prefetch"].pop("procedures", None)
+    request["prefetch"]["diagnosticReports"] = None
+    caplog.set_level(logging.INFO, logger="cds_service")
+    assert client.post(SERVICE_URL, json=request).status_code == 200
+    formatter = JsonFormatter()
+    lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name.startswith("cds_service")]
+    calls = [line for line in lines if line.get("event") == "cds_call"]
+    assert len(calls) == 1
+    missing = calls[0]["missing_optional"]
+    assert {"procedures", "diagnosticReports"} <= set(missing)
+    assert missing["diagnosticReports"].startswith("sent as null")
+    assert not [line for line in lines if line.get("event") == "optional_data_missing"]
