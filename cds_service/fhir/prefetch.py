@@ -22,7 +22,7 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
 from cds_service.fhir import decode
 from cds_service.fhir.parse import parse_resource
-from cds_service.fhir.schema import DECLARED, Bundle, Element, OperationOutcome, Patient, Resource, conforms
+from cds_service.fhir.schema import Bundle, Element, OperationOutcome, Patient, Resource, conforms
 
 log = logging.getLogger(__name__)
 
@@ -96,21 +96,6 @@ def _belongs_to_other_patient(resource: Any, patient_id: str) -> bool:
     if reference is None or not reference.startswith("Patient/"):
         return False
     return reference.split("/", 2)[1] != patient_id
-
-
-_DECLARED_TYPES = frozenset(DECLARED)
-
-
-def _names_other_patient(resource: Resource, patient_ref: str, patient_id: str) -> bool:
-    """`_belongs_to_other_patient` for a typed resource, with the common answers first: its subject
-    is the patient in context (`patient_ref`: "Patient/<id>"), or it names no patient."""
-    if type(resource) is Patient:
-        return resource.id not in (None, patient_id)
-    subject = getattr(resource, "subject", None)
-    reference = subject.reference if subject is not None else None
-    if reference is None or reference == patient_ref:
-        return False
-    return _belongs_to_other_patient(resource, patient_id)
 
 
 def _operation_outcome_failed(raw: dict[str, Any]) -> bool:
@@ -269,7 +254,6 @@ def read_prefetch(
     prefetch = prefetch or {}
     out = PrefetchData()
     outcomes: Counter[str] = Counter()
-    patient_ref = f"Patient/{patient_id}"
     conforming: set[Element] = set()  # the elements found conforming so far, this call only
     for key in keys:
         problem = _unusable(prefetch, key)
@@ -284,19 +268,8 @@ def read_prefetch(
         read: list[ReadResource] = []
         parsed = _Parsed(value)
         for position, entry in entries:
-            if type(entry) in _DECLARED_TYPES:  # the typed path, the common one, without a call per resource
-                if type(entry).__name__ not in wanted_types:  # a declaration is named as its type
-                    continue
-                if _names_other_patient(entry, patient_ref, patient_id):
-                    out.skipped["resource of another patient"] += 1
-                    continue
-                if select is not None and not select(entry):
-                    continue
-                if conforms(entry, conforming):
-                    read.append(entry)
-                    continue
             try:
-                resource = _read_one(parsed, position, entry, patient_id, wanted_types, select, out.skipped)
+                resource = _read_one(parsed, position, entry, patient_id, wanted_types, select, out.skipped, conforming)
             except Exception as exc:  # noqa: BLE001 - one unreadable resource must not cost the whole call
                 # The readers are total over JSON (tests/fhir/test_reader_properties.py); if one is not,
                 # the resource is skipped like any unreadable one, and the log says which error it was.
@@ -328,9 +301,11 @@ def _read_one(
     wanted_types: frozenset[str],
     select: Select | None,
     skipped: Counter[str],
+    conforming: set[Element],
 ) -> ReadResource | None:
     """One entry (typed, or parsed JSON) as a resource of a wanted type and of this patient that
-    `select` keeps, or None. Typed when it decodes and conforms, else read by fhir.resources."""
+    `select` keeps, or None. Typed when it decodes and conforms (`conforming`: the elements of this
+    read already found conforming), else read by fhir.resources."""
     raw = entry if isinstance(entry, dict) else None
     typed = entry if isinstance(entry, Resource) else decode.decoded_resource(raw) if raw is not None else None
     if typed is not None:
@@ -341,7 +316,7 @@ def _read_one(
             return None
         if select is not None and not select(typed):
             return None
-        if conforms(typed):
+        if conforms(typed, conforming):
             return typed
         if raw is None:
             try:
